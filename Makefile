@@ -1,0 +1,28 @@
+# brainuad: the two commands of the README.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= all
+
+.PHONY: demo test install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt -c constraints.txt
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	@start=$$(date +%s); \
+	$(BIN)/snakemake --cores $(CORES) all_tables && \
+	echo "Report: $$(pwd)/results/report/benchmark.pdf  (tables in results/tables/, $$(( $$(date +%s) - start )) s)"
+
+test: install
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q
+
+clean:
+	rm -rf results logs work .snakemake tests/smoke/results

@@ -1,0 +1,31 @@
+# brainuad: deep generative models for unsupervised anomaly detection in brain MRI.
+# Targets: all_tables (tables + report, the default), all_models, report.
+# Data flow and path scheme: see README.md and ../shared/design/ARCHITECTURE.md.
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/reconstruct.smk"
+include: "workflow/rules/score.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+localrules:
+    all_tables,
+    all_models,
+
+
+rule all_tables:
+    input:
+        tables=all_table_files(),
+        report="results/report/benchmark.pdf",
+    default_target: True
+
+
+rule all_models:
+    input:
+        all_model_files(),

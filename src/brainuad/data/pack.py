@@ -1,0 +1,87 @@
+"""Pack the pre-processed NIfTI subjects of a dataset into one array file for fast training.
+
+Array convention used everywhere downstream: a volume is (D, H, W) with D the axial slices
+(inferior -> superior), H anterior -> posterior (so ``imshow`` shows anterior at the top) and W the
+left-right axis of the canonical RAS image.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from ..errors import InputDataError
+
+
+def ras_to_dhw(arr: np.ndarray) -> np.ndarray:
+    """Canonical RAS array (X, Y, Z) -> (D=Z, H=-Y, W=X)."""
+    return np.ascontiguousarray(arr.transpose(2, 1, 0)[:, ::-1, :])
+
+
+def dhw_to_ras(arr: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`ras_to_dhw`: (D, H, W) -> (X, Y, Z)."""
+    return np.ascontiguousarray(arr[:, ::-1, :].transpose(2, 1, 0))
+
+
+def pack_dataset(subjects: list[str], nifti_dir: str | Path, out: str | Path, ages=None) -> dict:
+    """Stack ``{subject}_{image,mask,seg}.nii.gz`` of every subject into ``out`` (.npz).
+
+    Parameters
+    ----------
+    subjects : list of str
+    nifti_dir : path
+        Folder written by the preprocess rule.
+    out : path
+        Output .npz with ``images`` (N, D, H, W) float16, ``masks`` and ``segs`` (N, D, H, W) uint8,
+        ``subjects`` (N,) str, ``ages`` (N,) float (NaN when unknown), ``affine`` (4, 4), ``spacing`` (3,).
+    ages : sequence of float, optional
+
+    Returns
+    -------
+    dict with the number of subjects and the array shape.
+    """
+    nifti_dir = Path(nifti_dir)
+    images, masks, segs, affine, shape = [], [], [], None, None
+    for subject in subjects:
+        parts = {}
+        for kind in ("image", "mask", "seg"):
+            path = nifti_dir / f"{subject}_{kind}.nii.gz"
+            img = nib.as_closest_canonical(nib.load(path))
+            arr = np.asarray(img.dataobj)
+            if shape is None:
+                shape, affine = arr.shape, img.affine
+            elif arr.shape != shape:
+                raise InputDataError(path, f"shape {arr.shape} differs from the dataset's {shape}; "
+                                           "all subjects must be pre-processed with the same crop/pad")
+            parts[kind] = ras_to_dhw(arr)
+        images.append(parts["image"].astype(np.float16))
+        masks.append((parts["mask"] > 0).astype(np.uint8))
+        segs.append((parts["seg"] > 0).astype(np.uint8))
+    ages = np.full(len(subjects), np.nan) if ages is None else np.asarray(
+        [float(a) if a not in ("", None) else np.nan for a in ages], dtype=float)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.stem + ".tmp.npz")
+    np.savez(tmp, images=np.stack(images), masks=np.stack(masks), segs=np.stack(segs),
+             subjects=np.asarray(subjects, dtype=str), ages=ages, affine=affine,
+             spacing=np.sqrt((affine[:3, :3] ** 2).sum(0)))
+    os.replace(tmp, out)
+    return {"subjects": len(subjects), "shape": tuple(int(s) for s in np.stack(images).shape)}
+
+
+def load_pack(path: str | Path) -> dict:
+    """Load a packed dataset into a dict of arrays (see :func:`pack_dataset`)."""
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def subject_index(pack: dict, subjects) -> np.ndarray:
+    """Indices of ``subjects`` in a pack, in the given order."""
+    lookup = {s: i for i, s in enumerate(pack["subjects"].tolist())}
+    missing = [s for s in subjects if s not in lookup]
+    if missing:
+        raise KeyError(f"subjects not in the packed dataset: {missing[:5]}")
+    return np.asarray([lookup[s] for s in subjects], dtype=int)

@@ -1,0 +1,100 @@
+"""Seeded data splits.
+
+Healthy (training) datasets: a held-out healthy test set, then ``folds`` cross-validation folds of
+train / validation on the rest, stratified by age (quantile bins) where ages exist — as in the
+thesis (IXI: 160 test, 5 folds of 358 train / 44 val, age-stratified). Pathological datasets: an
+unhealthy validation set (threshold search) and the test set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit, train_test_split
+
+
+def _count(value, n: int, what: str) -> int:
+    """``value`` is a count (int >= 1) or a fraction in (0, 1) of ``n``."""
+    k = int(round(value * n)) if isinstance(value, float) and 0 < value < 1 else int(value)
+    if not 0 < k < n:
+        raise ValueError(f"{what}={value!r} leaves no subjects on one side of the split (n={n})")
+    return k
+
+
+def age_strata(ages, bins: int, min_per_stratum: int) -> np.ndarray | None:
+    """Quantile age bins usable for stratification, or None when ages are missing/too few.
+
+    Bins are merged (fewer bins) until every stratum has at least ``min_per_stratum`` subjects.
+    """
+    ages = pd.to_numeric(pd.Series(list(ages)), errors="coerce")
+    if ages.isna().any() or bins < 2:
+        return None
+    for b in range(bins, 1, -1):
+        labels = pd.qcut(ages, q=b, labels=False, duplicates="drop")
+        if labels.value_counts().min() >= min_per_stratum:
+            return labels.to_numpy()
+    return None
+
+
+def healthy_splits(subjects, ages=None, *, folds: int = 5, test=0.28, val_fraction=None, age_bins: int = 5,
+                   seed: int = 3141) -> dict:
+    """Held-out test set + cross-validation folds on the remaining healthy subjects.
+
+    Parameters
+    ----------
+    subjects : sequence of str
+    ages : sequence of float, optional (missing -> no stratification)
+    folds : int
+        Number of folds (one model per fold).
+    test : int or float
+        Healthy test subjects (count, or fraction of all).
+    val_fraction : float or None
+        None: k-fold partition, each fold's validation set is one of ``folds`` disjoint chunks.
+        A fraction: each fold draws its own validation set of that size (repeated stratified
+        shuffle split), like the thesis' 358 / 44 folds.
+    age_bins : int
+        Quantile age bins for stratification.
+    seed : int
+
+    Returns
+    -------
+    dict ``{"test": [...], "folds": [{"train": [...], "val": [...]}, ...], "stratified": bool}``
+    """
+    subjects = np.asarray(list(subjects), dtype=str)
+    order = np.argsort(subjects)
+    subjects = subjects[order]
+    ages = None if ages is None else np.asarray(list(ages), dtype=object)[order]
+    n_test = _count(test, len(subjects), "test")
+    strata = None if ages is None else age_strata(ages, age_bins, min_per_stratum=2)
+    rest, test_ids, rest_ages = _split(subjects, n_test, strata, ages, seed)
+    rest_strata = None if rest_ages is None else age_strata(rest_ages, age_bins, min_per_stratum=folds)
+    if val_fraction is None:
+        splitter = (StratifiedKFold(folds, shuffle=True, random_state=seed) if rest_strata is not None
+                    else KFold(folds, shuffle=True, random_state=seed))
+    else:
+        n_val = _count(val_fraction, len(rest), "val_fraction")
+        splitter = (StratifiedShuffleSplit(folds, test_size=n_val, random_state=seed) if rest_strata is not None
+                    else ShuffleSplit(folds, test_size=n_val, random_state=seed))
+    y = rest_strata if rest_strata is not None else np.zeros(len(rest))
+    fold_list = [{"train": sorted(rest[tr].tolist()), "val": sorted(rest[va].tolist())}
+                 for tr, va in splitter.split(rest, y)]
+    return {"test": sorted(test_ids.tolist()), "folds": fold_list,
+            "stratified": strata is not None and rest_strata is not None}
+
+
+def _split(subjects, n_test, strata, ages, seed):
+    idx = np.arange(len(subjects))
+    try:
+        rest, test = train_test_split(idx, test_size=n_test, random_state=seed, stratify=strata)
+    except ValueError:  # a stratum too small for the requested test size
+        rest, test = train_test_split(idx, test_size=n_test, random_state=seed)
+    rest = np.sort(rest)
+    return subjects[rest], subjects[np.sort(test)], None if ages is None else ages[rest]
+
+
+def pathology_splits(subjects, *, val=0.1, seed: int = 3141) -> dict:
+    """Unhealthy validation / test split: ``{"val": [...], "test": [...]}`` (val = count or fraction)."""
+    subjects = np.sort(np.asarray(list(subjects), dtype=str))
+    n_val = _count(val, len(subjects), "val")
+    test, val_ids = train_test_split(subjects, test_size=n_val, random_state=seed)
+    return {"val": sorted(val_ids.tolist()), "test": sorted(test.tolist())}

@@ -1,0 +1,105 @@
+"""The whole evaluation of one (model, fold, dataset, scoring): post-process every map, find the
+thresholds, and compute one metrics row per subject.
+
+Pathology datasets (thesis Ch3.2): the DICE threshold comes from the search on the pooled unhealthy
+*validation* maps and is applied to the test maps; [DICE] (``dice_oracle``) uses the threshold that the
+same search finds on the pooled *test* maps (an upper bound). AUPRC per volume on the post-processed,
+non-binarised map inside the brain mask, plus the pooled AUPRC. Where reconstructions exist: l1 on
+lesion and on healthy brain voxels and their ratio.
+
+Healthy datasets: reconstruction quality (SSIM, PSNR, l1) on the healthy test set, and thresholds
+calibrated to fixed false-positive rates on the fold's healthy validation maps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .metrics import l1_ratio, pooled_auprc, reconstruction_metrics, segmentation_metrics
+from .postprocess import postprocess
+from .threshold import healthy_fpr_threshold, pooled_dice, search_threshold
+
+
+def postprocess_all(maps, masks, *, median: int, erode: int, erode_mode: str = "2d") -> list[np.ndarray]:
+    """Median filter + eroded brain mask on every (D, H, W) map."""
+    return [postprocess(np.asarray(m, dtype=np.float32), k, median=median, erode=erode, erode_mode=erode_mode)
+            for m, k in zip(maps, masks)]
+
+
+def evaluate_pathology(maps, segs, masks, split, subjects, *, images=None, recons=None, median=5, erode=3,
+                       erode_mode="2d", min_component=7, protocol="greedy", steps=10,
+                       cc_in_search=False) -> tuple[dict, list[dict]]:
+    """Thresholds and per-subject metrics on a pathological dataset.
+
+    Parameters
+    ----------
+    maps, segs, masks : sequences of (D, H, W) arrays, one per subject
+    split : sequence of "val" / "test"
+    subjects : sequence of str
+    images, recons : optional sequences of (D, H, W) inputs and mean reconstructions (for l1-ratio)
+    median, erode, erode_mode, min_component : post-processing (thesis 5, 3, "2d", 7)
+    protocol, steps, cc_in_search : threshold search (see :func:`search_threshold`)
+
+    Returns
+    -------
+    (summary, rows): ``summary`` has ``threshold`` (validation), ``threshold_oracle`` (test), the
+    search Dice values and ``pooled`` metrics of the test set; ``rows`` one dict per subject.
+    """
+    pp = postprocess_all(maps, masks, median=median, erode=erode, erode_mode=erode_mode)
+    split = np.asarray(split)
+    val = [i for i, s in enumerate(split) if s == "val"]
+    test = [i for i, s in enumerate(split) if s == "test"]
+    if not val or not test:
+        raise ValueError(f"need validation and test subjects, got {len(val)} val / {len(test)} test")
+    kw = {"steps": steps} if protocol == "greedy" else {}
+    if cc_in_search:
+        kw.update(cc_in_search=True, min_component=min_component)
+    thr, dice_val = search_threshold([pp[i] for i in val], [segs[i] for i in val], protocol, **kw)
+    thr_oracle, dice_oracle_pooled = search_threshold([pp[i] for i in test], [segs[i] for i in test], protocol, **kw)
+    rows = []
+    for i, subject in enumerate(subjects):
+        row = {"subject": subject, "split": split[i]}
+        m = segmentation_metrics(pp[i], segs[i], masks[i], thr, min_component=min_component)
+        row.update(m)
+        row["dice_oracle"] = segmentation_metrics(pp[i], segs[i], masks[i], thr_oracle,
+                                                  min_component=min_component)["dice"]
+        if images is not None and recons is not None:
+            row.update(l1_ratio(images[i], recons[i], segs[i], masks[i]))
+        rows.append(row)
+    summary = {
+        "protocol": protocol, "threshold": float(thr), "threshold_oracle": float(thr_oracle),
+        "search_dice_val": float(dice_val), "search_dice_test": float(dice_oracle_pooled),
+        "pooled": {
+            "auprc_pooled": float(pooled_auprc([pp[i] for i in test], [segs[i] for i in test], [masks[i] for i in test])),
+            "dice_pooled": float(pooled_dice([pp[i] for i in test], [segs[i] for i in test], thr,
+                                             min_component=min_component)),
+        },
+    }
+    return summary, rows
+
+
+def evaluate_healthy(maps, masks, split, subjects, *, images=None, recons=None, median=5, erode=3, erode_mode="2d",
+                     fprs=(0.01, 0.05, 0.1)) -> tuple[dict, list[dict]]:
+    """Healthy-FPR thresholds (from the validation maps) and reconstruction metrics of the healthy test set.
+
+    Returns
+    -------
+    (summary, rows): ``summary["fpr_thresholds"]`` maps each FPR to a threshold; rows hold ssim, psnr, l1
+    (when reconstructions exist) and the mean post-processed score in the brain per subject.
+    """
+    pp = postprocess_all(maps, masks, median=median, erode=erode, erode_mode=erode_mode)
+    val = [i for i, s in enumerate(split) if s == "val"]
+    summary = {"fpr_thresholds": {}, "threshold": float("nan")}
+    if val:
+        for fpr in fprs:
+            summary["fpr_thresholds"][str(fpr)] = float(healthy_fpr_threshold([pp[i] for i in val],
+                                                                             [masks[i] for i in val], fpr=fpr)[0])
+    rows = []
+    for i, subject in enumerate(subjects):
+        brain = np.asarray(masks[i]) > 0
+        row = {"subject": subject, "split": split[i],
+               "mean_score": float(pp[i][brain].mean()) if brain.any() else float("nan")}
+        if images is not None and recons is not None:
+            row.update(reconstruction_metrics(images[i], recons[i], masks[i]))
+        rows.append(row)
+    return summary, rows

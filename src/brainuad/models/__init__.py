@@ -1,0 +1,67 @@
+"""Model registry: ``build(name, **hparams) -> nn.Module``.
+
+Every reconstruction model implements
+
+* ``loss(batch) -> Tensor`` — a scalar training loss for a batch of healthy inputs;
+* ``reconstruct(x, mask, *, noise_level=None, samples=1, generator=None) -> Tensor`` with shape
+  ``(samples, *x.shape)``.
+
+Learning-free or feature-based models implement ``anomaly_map(x, mask) -> Tensor`` (x's shape)
+instead and set ``trainable = False`` / ``produces = "map"``.
+
+Every model declares ``input_dims``: 2 for models that take axial slices (B, 1, H, W), 3 for models
+that take whole volumes (B, 1, D, H, W). The workflow feeds data accordingly, so a 3D model needs no
+rule changes. Adding a model = one module + one ``@register`` + one config entry.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+import torch.nn as nn
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_BUILTIN_MODULES = ("autoencoders", "baselines")
+
+
+def register(name: str):
+    """Class decorator registering a model constructor under ``name``."""
+
+    def deco(cls):
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def _load_builtin() -> None:
+    for mod in _BUILTIN_MODULES:
+        importlib.import_module(f"{__name__}.{mod}")
+
+
+def available() -> list[str]:
+    """Registered model names, sorted."""
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def build(name: str, **hparams) -> nn.Module:
+    """Instantiate the model registered as ``name`` with keyword hyper-parameters.
+
+    Raises
+    ------
+    KeyError
+        Unknown model name (the message lists the available ones).
+    TypeError
+        A hyper-parameter the model does not accept (the message names it).
+    """
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; available: {', '.join(available())}")
+    try:
+        return _REGISTRY[name](**hparams)
+    except TypeError as err:
+        raise TypeError(f"model {name!r}: {err}") from err

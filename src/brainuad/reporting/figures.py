@@ -1,0 +1,101 @@
+"""Figures of the report (matplotlib only, Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def pick_example(segs: np.ndarray) -> tuple[int, int]:
+    """The volume with the most lesion voxels and its axial slice with the largest lesion area.
+
+    Parameters
+    ----------
+    segs : ndarray (N, D, H, W)
+
+    Returns
+    -------
+    (volume index, slice index)
+    """
+    per_volume = segs.reshape(len(segs), -1).sum(1)
+    i = int(np.argmax(per_volume))
+    return i, int(np.argmax(segs[i].reshape(segs.shape[1], -1).sum(1)))
+
+
+def qualitative_figure(panels: list[dict], path: str | Path) -> None:
+    """Grid with one row per (dataset, model): input with ground truth, reconstruction, anomaly map,
+    thresholded map with the ground-truth contour.
+
+    Parameters
+    ----------
+    panels : list of dict
+        Keys ``title`` (row title), ``image``, ``seg``, ``mask``, ``map`` (H, W) slices, ``recon`` (H, W)
+        or None, ``binary`` (H, W) bool.
+    path : output image file
+    """
+    n = len(panels)
+    fig, axes = plt.subplots(n, 4, figsize=(8.0, 2.0 * n + 0.4), squeeze=False)
+    for ax, title in zip(axes[0], ["input + ground truth", "reconstruction", "anomaly map", "thresholded + ground truth"]):
+        ax.set_title(title, fontsize=8)
+    for row, p in zip(axes, panels):
+        row[0].imshow(p["image"], cmap="gray", vmin=0, vmax=1)
+        row[0].contour(p["seg"], levels=[0.5], colors="r", linewidths=0.7)
+        if p.get("recon") is not None:
+            row[1].imshow(p["recon"], cmap="gray", vmin=0, vmax=1)
+        else:
+            row[1].text(0.5, 0.5, "no reconstruction\n(learning-free)", ha="center", va="center", fontsize=7)
+        vmax = float(np.percentile(p["map"][p["mask"] > 0], 99.5)) if (p["mask"] > 0).any() else 1.0
+        row[2].imshow(p["map"], cmap="inferno", vmin=0, vmax=max(vmax, 1e-6))
+        row[3].imshow(p["image"], cmap="gray", vmin=0, vmax=1)
+        row[3].imshow(np.ma.masked_where(~p["binary"], p["binary"]), cmap="autumn", alpha=0.6, vmin=0, vmax=1)
+        row[3].contour(p["seg"], levels=[0.5], colors="c", linewidths=0.7)
+        row[0].set_ylabel(p["title"], fontsize=7)
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def training_curves(logs: dict[str, str | Path], path: str | Path, smooth: int = 10) -> None:
+    """Training (running mean) and validation loss per model and fold.
+
+    Parameters
+    ----------
+    logs : dict
+        ``"trainset/model/run/fold-k" -> train_log.tsv`` (columns step, loss, val_loss).
+    path : output image file
+    smooth : int
+        Window of the running mean of the training loss.
+    """
+    groups: dict[str, list[tuple[str, pd.DataFrame]]] = {}
+    for key, f in sorted(logs.items()):
+        trainset, rest = key.split("/", 1)
+        groups.setdefault(trainset, []).append((rest, pd.read_csv(f, sep="\t")))
+    n = max(len(groups), 1)
+    fig, axes = plt.subplots(1, n, figsize=(5.0 * n, 3.6), squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    for ax, (trainset, items) in zip(axes[0], groups.items()):
+        models = sorted({k.split("/")[0] for k, _ in items})
+        for key, df in items:
+            color = cmap(models.index(key.split("/")[0]) % 10)
+            ax.plot(df["step"], df["loss"].rolling(smooth, min_periods=1).mean(), color=color, alpha=0.5, lw=0.8)
+            val = df.dropna(subset=["val_loss"])
+            ax.plot(val["step"], val["val_loss"], "o-", color=color, ms=3, lw=1.2, label=f"{key} (val)")
+        ax.set_title(f"trained on {trainset}", fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.set_yscale("log")
+        ax.legend(fontsize=6)
+    if not groups:
+        axes[0][0].text(0.5, 0.5, "no trainable models", ha="center")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)

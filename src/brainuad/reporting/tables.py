@@ -1,0 +1,145 @@
+"""Tables as data: aggregate per-subject metrics into mean ± std across folds, write TSV/Markdown/LaTeX.
+
+A table spec (one entry of ``config["tables"]``) lists rows (model x run x scoring) and columns
+(datasets x metrics). For every cell, each fold contributes one value — the mean over the test
+subjects of a per-subject metric, or a dataset-level (pooled) value from ``threshold.json`` — and
+the cell reports the mean and the sample standard deviation (ddof = 1) across folds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+#: name -> (column label, display scale, higher is better)
+METRICS = {
+    "dice_oracle": ("[DICE]", 100.0, True),
+    "dice": ("DICE", 100.0, True),
+    "auprc": ("AUPRC", 100.0, True),
+    "auprc_pooled": ("AUPRC pooled", 100.0, True),
+    "dice_pooled": ("DICE pooled", 100.0, True),
+    "precision": ("Precision", 100.0, True),
+    "recall": ("Recall", 100.0, True),
+    "l1_ratio": ("l1-ratio", 1.0, True),
+    "l1_lesion": ("l1 lesion (e-3)", 1000.0, False),
+    "l1_healthy": ("l1 healthy (e-3)", 1000.0, False),
+    "ssim": ("SSIM", 100.0, True),
+    "psnr": ("PSNR (dB)", 1.0, True),
+    "l1": ("l1 (e-3)", 1000.0, False),
+}
+
+#: metrics stored once per dataset and fold in threshold.json["pooled"] rather than per subject
+POOLED = {"auprc_pooled", "dice_pooled"}
+
+
+def fold_value(metrics_tsv: str | Path, threshold_json: str | Path, metric: str) -> float:
+    """One fold's value of ``metric``: nanmean over test subjects, or the pooled value."""
+    if metric in POOLED:
+        return float(json.loads(Path(threshold_json).read_text()).get("pooled", {}).get(metric, math.nan))
+    df = pd.read_csv(metrics_tsv, sep="\t")
+    if "split" in df.columns:
+        df = df[df["split"] == "test"]
+    if metric not in df.columns:
+        return math.nan
+    values = pd.to_numeric(df[metric], errors="coerce").to_numpy(dtype=float)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+
+
+def aggregate(spec: dict, eval_dir, folds, models: dict, datasets: dict, default_run: str = "default") -> pd.DataFrame:
+    """Long-format table: one line per (row, dataset, metric) with mean, std and the fold values.
+
+    Parameters
+    ----------
+    spec : dict
+        Table spec with ``rows`` (``model``, optional ``scoring``, ``run``, ``label``), ``datasets``,
+        ``metrics``.
+    eval_dir : callable
+        ``eval_dir(model, run, fold, dataset, scoring) -> folder`` holding metrics.tsv and threshold.json.
+    folds : list of int
+    models, datasets : dict
+        The config sections (for labels).
+    """
+    lines = []
+    for row in spec["rows"]:
+        model, scoring, run = row["model"], row.get("scoring", "l1"), row.get("run", default_run)
+        label = row.get("label") or models[model].get("label", model)
+        for ds in spec["datasets"]:
+            for metric in spec["metrics"]:
+                vals = []
+                for fold in folds:
+                    d = Path(eval_dir(model, run, fold, ds, scoring))
+                    vals.append(fold_value(d / "metrics.tsv", d / "threshold.json", metric))
+                arr = np.asarray(vals, dtype=float)
+                finite = arr[np.isfinite(arr)]
+                lines.append({
+                    "row": label, "model": model, "run": run, "scoring": scoring, "dataset": ds,
+                    "dataset_label": datasets[ds].get("label", ds), "metric": metric,
+                    "mean": float(finite.mean()) if finite.size else math.nan,
+                    "std": float(finite.std(ddof=1)) if finite.size > 1 else (0.0 if finite.size else math.nan),
+                    "n_folds": int(finite.size), "fold_values": ";".join(f"{v:.6g}" for v in arr),
+                })
+    return pd.DataFrame(lines)
+
+
+def format_cell(mean: float, std: float, n_folds: int, metric: str) -> str:
+    """'12.34 ± 0.56' in display units; 'n/a' when no fold has a value."""
+    if not math.isfinite(mean):
+        return "n/a"
+    scale = METRICS.get(metric, (metric, 1.0, True))[1]
+    if n_folds > 1:
+        return f"{mean * scale:.2f} ± {std * scale:.2f}"
+    return f"{mean * scale:.2f}"
+
+
+def wide(long: pd.DataFrame, best: bool = True) -> pd.DataFrame:
+    """Display table: rows = table rows, columns = 'dataset · metric', best value per column in bold (**)."""
+    cols, order = {}, []
+    for _, r in long.iterrows():
+        key = f"{r['dataset_label']} · {METRICS.get(r['metric'], (r['metric'],))[0]}"
+        if key not in order:
+            order.append(key)
+        cols.setdefault(key, {})[r["row"]] = (r["mean"], r["std"], r["n_folds"], r["metric"])
+    rows = list(dict.fromkeys(long["row"]))
+    out = pd.DataFrame(index=rows, columns=order, dtype=object)
+    for key in order:
+        cells = cols[key]
+        means = {k: v[0] for k, v in cells.items() if math.isfinite(v[0])}
+        winner = None
+        if best and len(means) > 1:
+            higher = METRICS.get(next(iter(cells.values()))[3], ("", 1, True))[2]
+            winner = (max if higher else min)(means, key=means.get)
+        for row, (m, s, n, metric) in cells.items():
+            text = format_cell(m, s, n, metric)
+            out.loc[row, key] = f"**{text}**" if row == winner else text
+    out.index.name = "Model"
+    return out
+
+
+def to_markdown(table: pd.DataFrame, title: str) -> str:
+    """Markdown with a heading."""
+    return f"### {title}\n\n{table.to_markdown()}\n"
+
+
+def _tex_escape(text: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#")):
+        text = text.replace(a, b)
+    return text
+
+
+def to_latex(table: pd.DataFrame, title: str) -> str:
+    """A booktabs tabular; bold (**x**) becomes \\textbf{x}, ± becomes $\\pm$."""
+    def cell(x):
+        x = _tex_escape(str(x)).replace("±", r"$\pm$")
+        return rf"\textbf{{{x[2:-2]}}}" if x.startswith("**") and x.endswith("**") else x
+
+    header = " & ".join([table.index.name or ""] + [cell(c).replace(" · ", r" \\ ") for c in table.columns])
+    lines = [rf"% {title}", r"\begin{tabular}{l" + "c" * len(table.columns) + "}", r"\toprule",
+             header.replace(r" \\ ", " ") + r" \\", r"\midrule"]
+    for idx, row in table.iterrows():
+        lines.append(" & ".join([cell(idx)] + [cell(v) for v in row]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", ""]
+    return "\n".join(lines)

@@ -1,0 +1,310 @@
+"""One training loop for every trainable model.
+
+Seeded, resumable from a state file under ``work/`` (model, optimiser, AMP scaler, every RNG, step,
+best checkpoint and loss log), with a progress bar, best-checkpoint selection by the healthy
+validation loss and a per-step loss log (TSV). The final ``model.pt`` is written once, atomically.
+
+Data are the packed volumes (N, D, H, W); 2D models get batches of axial slices sampled uniformly
+with replacement over all slices of all training volumes (as the thesis' public code does), 3D models
+get batches of whole volumes.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..models import build
+
+
+@dataclass
+class TrainSettings:
+    """Hyper-parameters of the loop (every one comes from the config through ``params:``).
+
+    Attributes
+    ----------
+    max_steps : int
+        Optimiser steps.
+    batch_size : int
+        Slices (2D) or volumes (3D) per step.
+    lr : float
+        Adam learning rate.
+    weight_decay : float
+        Adam weight decay.
+    val_every : int
+        Validate (and maybe keep the best checkpoint) every this many steps, and at the end.
+    val_max_slices : int
+        Cap on validation slices (evenly spaced subset) to bound validation time; 0 = all.
+    checkpoint_every_s : float
+        Save the resumable state at least this often (seconds).
+    seed : int
+        Seeds the model initialisation, batch sampling and model noise.
+    amp : bool
+        Mixed precision (bfloat16 autocast) on CUDA; ignored on CPU.
+    grad_clip : float
+        Clip the gradient norm to this value; 0 disables.
+    """
+
+    max_steps: int = 1000
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    val_every: int = 100
+    val_max_slices: int = 512
+    checkpoint_every_s: float = 300.0
+    seed: int = 3141
+    amp: bool = True
+    grad_clip: float = 0.0
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; otherwise ``torch.device(name)``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _batches_2d(volumes: np.ndarray, idx: torch.Tensor) -> torch.Tensor:
+    """Gather slices: volumes (N, D, H, W), idx (B, 2) of (volume, slice) -> (B, 1, H, W) float32."""
+    arr = volumes[idx[:, 0].numpy(), idx[:, 1].numpy()]
+    return torch.from_numpy(np.asarray(arr, dtype=np.float32)).unsqueeze(1)
+
+
+def sample_batch(volumes: np.ndarray, input_dims: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    """Draw one training batch uniformly with replacement.
+
+    Parameters
+    ----------
+    volumes : ndarray (N, D, H, W)
+    input_dims : 2 (slices) or 3 (volumes)
+    batch_size : int
+    generator : torch.Generator (CPU) — its state makes sampling resumable
+
+    Returns
+    -------
+    Tensor (B, 1, H, W) for 2D or (B, 1, D, H, W) for 3D, float32 on CPU.
+    """
+    n, d = volumes.shape[:2]
+    if input_dims == 2:
+        vol = torch.randint(0, n, (batch_size,), generator=generator)
+        sl = torch.randint(0, d, (batch_size,), generator=generator)
+        return _batches_2d(volumes, torch.stack([vol, sl], 1))
+    vol = torch.randint(0, n, (batch_size,), generator=generator).numpy()
+    return torch.from_numpy(np.asarray(volumes[vol], dtype=np.float32)).unsqueeze(1)
+
+
+def validation_batches(volumes: np.ndarray, input_dims: int, batch_size: int, max_slices: int):
+    """Yield deterministic validation batches (every slice, or an evenly spaced subset of ``max_slices``)."""
+    n, d = volumes.shape[:2]
+    if input_dims == 3:
+        for i in range(0, n, batch_size):
+            yield torch.from_numpy(np.asarray(volumes[i : i + batch_size], dtype=np.float32)).unsqueeze(1)
+        return
+    pairs = np.stack(np.meshgrid(np.arange(n), np.arange(d), indexing="ij"), -1).reshape(-1, 2)
+    if max_slices and len(pairs) > max_slices:
+        pairs = pairs[np.linspace(0, len(pairs) - 1, max_slices).round().astype(int)]
+    for i in range(0, len(pairs), batch_size):
+        yield _batches_2d(volumes, torch.from_numpy(pairs[i : i + batch_size]))
+
+
+class _StopFlag:
+    """Turns SIGTERM / SIGUSR1 (SLURM's warning before the time limit) into a save-and-stop request."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not in the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _atomic_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _rng_state(sample_gen: torch.Generator, model_gen: torch.Generator) -> dict:
+    state = {"sample": sample_gen.get_state(), "model": model_gen.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def fit(
+    arch: str,
+    hparams: dict,
+    train_volumes: np.ndarray,
+    val_volumes: np.ndarray,
+    settings: TrainSettings,
+    *,
+    out_model: str | Path,
+    out_log: str | Path,
+    workdir: str | Path,
+    device: str = "auto",
+    progress: bool = True,
+    stop_after_steps: int | None = None,
+) -> dict:
+    """Train model ``arch`` and write the best checkpoint to ``out_model``.
+
+    Parameters
+    ----------
+    arch : str
+        Registry name of the model (see :func:`brainuad.models.build`).
+    hparams : dict
+        Model hyper-parameters.
+    train_volumes, val_volumes : ndarray (N, D, H, W)
+        Healthy training / validation volumes in [0, 1].
+    settings : TrainSettings
+    out_model : path
+        Final checkpoint: ``{"arch", "hparams", "state_dict", "step", "val_loss", "settings"}``.
+    out_log : path
+        Loss log TSV with columns ``step, loss, val_loss, seconds``.
+    workdir : path
+        Folder for the resumable state (``state.pt``). A rerun with the same arguments resumes there;
+        a state saved with different hyper-parameters is ignored.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...
+    progress : bool
+        Show a tqdm progress bar on stderr.
+    stop_after_steps : int, optional
+        Save the state and return after this many steps of the current run (as if the job had been
+        pre-empted); used to test resumption. SIGTERM / SIGUSR1 do the same.
+
+    Returns
+    -------
+    dict with ``status`` ("done" or "interrupted"), ``step``, ``best_val_loss``, ``best_step``.
+    """
+    from tqdm import tqdm
+
+    dev = resolve_device(device)
+    workdir = Path(workdir)
+    state_path = workdir / "state.pt"
+    fingerprint = {"arch": arch, "hparams": hparams, "settings": asdict(settings),
+                   "train_shape": list(train_volumes.shape), "val_shape": list(val_volumes.shape)}
+
+    torch.manual_seed(settings.seed)
+    model = build(arch, **hparams).to(dev)
+    if not getattr(model, "trainable", True):
+        raise ValueError(f"model {arch!r} is learning-free and has nothing to train")
+    input_dims = model.input_dims
+    opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    use_amp = settings.amp and dev.type == "cuda"
+    sample_gen = torch.Generator().manual_seed(settings.seed + 1)
+    model_gen = torch.Generator(device=dev).manual_seed(settings.seed + 2)
+    step, best_val, best_step, best_state, log_rows = 0, math.inf, 0, None, []
+
+    if state_path.exists():
+        state = torch.load(state_path, map_location=dev, weights_only=False)
+        if state.get("fingerprint") == fingerprint:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sample_gen.set_state(state["rng"]["sample"])
+            model_gen.set_state(state["rng"]["model"])
+            torch.set_rng_state(state["rng"]["torch"])
+            if "cuda" in state["rng"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+            step, best_val, best_step = state["step"], state["best_val"], state["best_step"]
+            best_state, log_rows = state["best_state"], state["log"]
+
+    def save_state():
+        _atomic_save({"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                      "rng": _rng_state(sample_gen, model_gen), "step": step, "best_val": best_val,
+                      "best_step": best_step, "best_state": best_state, "log": log_rows}, state_path)
+
+    def validate() -> float:
+        model.eval()
+        gen = torch.Generator(device=dev).manual_seed(settings.seed + 3)
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for batch in validation_batches(val_volumes, input_dims, settings.batch_size, settings.val_max_slices):
+                batch = batch.to(dev)
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+                    total += float(model.loss(batch, generator=gen)) * batch.shape[0]
+                count += batch.shape[0]
+        model.train()
+        return total / max(count, 1)
+
+    t0, last_save, steps_this_run = time.time(), time.time(), 0
+    status = "done"
+    model.train()
+    with _StopFlag() as stop, tqdm(total=settings.max_steps, initial=step, disable=not progress,
+                                   mininterval=5.0, desc=f"train {arch}") as bar:
+        while step < settings.max_steps:
+            batch = sample_batch(train_volumes, input_dims, settings.batch_size, sample_gen).to(dev)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss = model.loss(batch, generator=model_gen)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {float(loss)} at step {step}; lower the learning rate")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if settings.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+            opt.step()
+            step += 1
+            steps_this_run += 1
+            row = {"step": step, "loss": float(loss.detach()), "val_loss": "", "seconds": round(time.time() - t0, 3)}
+            if step % settings.val_every == 0 or step == settings.max_steps:
+                val = validate()
+                row["val_loss"] = val
+                if val < best_val:
+                    best_val, best_step = val, step
+                    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", val=f"{val:.4f}")
+            log_rows.append(row)
+            bar.update(1)
+            interrupted = stop.requested or (stop_after_steps is not None and steps_this_run >= stop_after_steps)
+            if interrupted or time.time() - last_save > settings.checkpoint_every_s:
+                save_state()
+                last_save = time.time()
+            if interrupted and step < settings.max_steps:
+                status = "interrupted"
+                break
+
+    if status == "done":
+        if best_state is None:
+            best_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        _atomic_save({"arch": arch, "hparams": hparams, "state_dict": best_state, "step": best_step,
+                      "val_loss": best_val, "settings": asdict(settings)}, Path(out_model))
+        _write_log(log_rows, Path(out_log))
+        save_state()
+    return {"status": status, "step": step, "best_val_loss": best_val, "best_step": best_step}
+
+
+def _write_log(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["step", "loss", "val_loss", "seconds"], delimiter="\t")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def load_model(path: str | Path, device: str = "auto") -> torch.nn.Module:
+    """Rebuild a model from a ``model.pt`` written by :func:`fit`, in eval mode on ``device``."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model = build(ckpt["arch"], **ckpt["hparams"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(resolve_device(device)).eval()

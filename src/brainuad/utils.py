@@ -1,0 +1,45 @@
+"""Small helpers shared by the workflow scripts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def log_to(path: str | Path | None, name: str = "brainuad") -> logging.Logger:
+    """Send stderr (tracebacks, progress bars, warnings) and a logger to ``path`` (a rule's log file)."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        sys.stderr = open(path, "w", buffering=1)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        force=True)
+    logging.captureWarnings(True)
+    return logging.getLogger(name)
+
+
+def write_json(obj, path: str | Path) -> None:
+    """Write JSON atomically (tmp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default))
+    os.replace(tmp, path)
+
+
+def _json_default(obj):
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj)}")
+
+
+def read_json(path: str | Path):
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,31 @@
+"""Post-process, threshold and measure one (model, fold, dataset, scoring)."""
+
+import numpy as np
+import pandas as pd
+
+from brainuad.data.pack import load_pack, subject_index
+from brainuad.evaluation.protocol import evaluate_healthy, evaluate_pathology
+from brainuad.utils import log_to, write_json
+
+log = log_to(snakemake.log[0])
+opts = snakemake.params.options
+with np.load(snakemake.input.scores) as z:
+    maps, subjects, split = z["maps"], z["subjects"].tolist(), z["split"].tolist()
+pack = load_pack(snakemake.input.volumes)
+idx = subject_index(pack, subjects)
+images = pack["images"][idx].astype(np.float32)
+masks, segs = pack["masks"][idx], pack["segs"][idx]
+with np.load(snakemake.input.recon) as z:
+    recons = z["recons"].astype(np.float32).mean(0) if "recons" in z.files else None
+common = dict(images=images if recons is not None else None, recons=recons, median=opts["median"],
+              erode=opts["erode"], erode_mode=opts.get("erode_mode", "2d"))
+if snakemake.params.role == "healthy":
+    summary, rows = evaluate_healthy(maps, masks, split, subjects, fprs=opts.get("healthy_fpr", [0.01]), **common)
+else:
+    th = opts["threshold"]
+    summary, rows = evaluate_pathology(maps, segs, masks, split, subjects, min_component=opts["min_component"],
+                                       protocol=th["protocol"], steps=th.get("steps", 10),
+                                       cc_in_search=th.get("cc_in_search", False), **common)
+write_json(summary, snakemake.output.threshold)
+pd.DataFrame(rows).to_csv(snakemake.output.metrics, sep="\t", index=False)
+log.info("summary %s", summary)

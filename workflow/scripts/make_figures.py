@@ -1,0 +1,50 @@
+"""Qualitative figure (one row per pathology dataset x model) and training curves."""
+
+from pathlib import Path
+
+import numpy as np
+
+from brainuad.data.pack import load_pack, subject_index
+from brainuad.evaluation.postprocess import binarize, postprocess
+from brainuad.reporting.figures import pick_example, qualitative_figure, training_curves
+from brainuad.utils import log_to, read_json
+
+log = log_to(snakemake.log[0])
+p = snakemake.params
+fold, opts = p.spec.get("fold", 0), p.options
+panels = []
+for ds in p.table["datasets"]:
+    dcfg = p.datasets[ds]
+    trainset = ds if dcfg["role"] == "healthy" else dcfg["trainset"]
+    pack = load_pack(f"results/data/{ds}/volumes.npz")
+    example = None
+    for row in p.table["rows"]:
+        model, scoring, run = row["model"], row.get("scoring", "l1"), row.get("run", p.run)
+        base = f"{trainset}/{model}/{run}/fold-{fold}"
+        with np.load(f"results/scores/{base}/{ds}/{scoring}.npz") as z:
+            maps, subjects, split = z["maps"], z["subjects"].tolist(), z["split"]
+        test = [i for i, s in enumerate(split) if s == "test"]
+        idx = subject_index(pack, [subjects[i] for i in test])
+        if example is None:  # same subject and slice for every model of this dataset
+            v, sl = pick_example(pack["segs"][idx])
+            example = (subjects[test[v]], sl)
+        subject, sl = example
+        k, j = subjects.index(subject), subject_index(pack, [subject])[0]
+        image, mask, seg = pack["images"][j].astype(np.float32), pack["masks"][j], pack["segs"][j]
+        amap = postprocess(maps[k].astype(np.float32), mask, median=opts["median"], erode=opts["erode"],
+                           erode_mode=opts.get("erode_mode", "2d"))
+        thr = read_json(f"results/eval/{base}/{ds}/{scoring}/threshold.json")["threshold"]
+        binary = binarize(amap, thr, min_component=opts["min_component"])
+        recon = None
+        rec_file = Path(f"results/recon/{base}/{ds}.npz")
+        if rec_file.exists():
+            with np.load(rec_file) as z:
+                if "recons" in z.files:
+                    recon = z["recons"][:, k].astype(np.float32).mean(0)[sl]
+        label = p.models[model].get("label", model)
+        panels.append({"title": f"{dcfg.get('label', ds)}\n{label} · {subject} z={sl}", "image": image[sl],
+                       "seg": seg[sl], "mask": mask[sl], "map": amap[sl], "recon": recon, "binary": binary[sl]})
+qualitative_figure(panels, snakemake.output.qualitative)
+logs = {str(Path(f).parent.relative_to("results/models")): f for f in snakemake.input.train_logs}
+training_curves(logs, snakemake.output.curves)
+log.info("%d qualitative panels, %d training curves", len(panels), len(logs))

@@ -1,0 +1,35 @@
+"""Assemble results/report/benchmark.pdf from the tables, the figures and the provenance."""
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from brainuad.reporting.pdf import build_report
+from brainuad.reporting.tables import wide
+from brainuad.utils import log_to
+
+log = log_to(snakemake.log[0])
+p = snakemake.params
+tables = []
+for name, tsv in zip(p.tables, snakemake.input.tables):
+    long = pd.read_csv(tsv, sep="\t")
+    spec = p.tables[name]
+    note = (f"rows: model · scoring; {long['n_folds'].max()} folds; metrics {', '.join(spec['metrics'])}; "
+            f"source: results/tables/{name}.tsv")
+    tables.append((spec.get("title", name), wide(long), note))
+figures = [
+    ("Qualitative results", snakemake.input.figures[0],
+     "Per pathology dataset and model (fold shown in the config): the test subject with the largest lesion at its "
+     "largest lesion slice. Red/cyan contour: ground truth. Anomaly map after median filtering and brain-mask "
+     "erosion; thresholded map at the validation-set threshold after removing small components."),
+    ("Training curves", snakemake.input.figures[1],
+     "Training loss (running mean, thin) and healthy-validation loss (dots) per model and fold; the best "
+     "validation checkpoint is the one evaluated."),
+]
+build_report(snakemake.output[0], title=p.title, tables=tables, figures=figures,
+             config_text=yaml.safe_dump(p.config, sort_keys=False), benchmark_dir=p.benchmarks,
+             extra_provenance={"config files": " ".join(str(f) for f in getattr(snakemake, "configfiles", [])) or "-",
+                               "report written": time.strftime("%Y-%m-%d %H:%M:%S")})
+log.info("report written to %s", Path(snakemake.output[0]).resolve())

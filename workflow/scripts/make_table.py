@@ -1,0 +1,25 @@
+"""Aggregate one configured table and write it as TSV (long, numeric), Markdown and LaTeX."""
+
+from pathlib import Path
+
+from brainuad.reporting.tables import aggregate, to_latex, to_markdown, wide
+from brainuad.utils import log_to
+
+log = log_to(snakemake.log[0])
+p = snakemake.params
+datasets = p.datasets
+
+
+def eval_dir(model, run, fold, dataset, scoring):
+    ds = datasets[dataset]
+    trainset = dataset if ds["role"] == "healthy" else ds["trainset"]
+    return f"results/eval/{trainset}/{model}/{run}/fold-{fold}/{dataset}/{scoring}"
+
+
+long = aggregate(p.spec, eval_dir, p.folds, p.models, datasets, default_run=p.run)
+long.to_csv(snakemake.output.tsv, sep="\t", index=False)
+table = wide(long)
+title = p.spec.get("title", snakemake.wildcards.table)
+Path(snakemake.output.md).write_text(to_markdown(table, title))
+Path(snakemake.output.tex).write_text(to_latex(table, title))
+log.info("\n%s", table.to_string())

@@ -1,0 +1,20 @@
+"""Train one model on the healthy training split of one fold."""
+
+from brainuad.data.pack import load_pack, subject_index
+from brainuad.training import TrainSettings, fit
+from brainuad.utils import log_to, read_json
+
+log = log_to(snakemake.log[0])
+fold = int(snakemake.wildcards.fold)
+pack = load_pack(snakemake.input.volumes)
+split = read_json(snakemake.input.splits)["folds"][fold]
+train = pack["images"][subject_index(pack, split["train"])]
+val = pack["images"][subject_index(pack, split["val"])]
+hparams = dict(snakemake.params.hparams)
+hparams.setdefault("image_size", list(train.shape[-2:]))
+result = fit(snakemake.params.arch, hparams, train, val, TrainSettings(**snakemake.params.settings),
+             out_model=snakemake.output.model, out_log=snakemake.output.log, workdir=snakemake.params.workdir,
+             device=snakemake.params.device)
+log.info("training %s", result)
+if result["status"] != "done":
+    raise SystemExit(f"training stopped at step {result['step']} (signal); rerun to resume from {snakemake.params.workdir}")
