@@ -2,7 +2,10 @@
 # Targets: all_tables (tables + report, the default), all_models, report.
 # Data flow and path scheme: see README.md and ../shared/design/ARCHITECTURE.md.
 
-configfile: "config/config.yaml"
+from pathlib import Path
+
+
+configfile: str(Path(workflow.basedir) / "config" / "config.yaml")
 
 
 include: "workflow/rules/common.smk"

@@ -1,0 +1,31 @@
+import nibabel as nib
+import numpy as np
+
+from brainuad.data.pack import dhw_to_ras, load_pack, pack_dataset, ras_to_dhw, subject_index
+
+
+def test_ras_dhw_roundtrip_and_orientation():
+    arr = np.arange(2 * 3 * 4).reshape(2, 3, 4)  # x, y, z
+    dhw = ras_to_dhw(arr)
+    assert dhw.shape == (4, 3, 2)
+    assert dhw[1, 0, 1] == arr[1, 2, 1]  # first row = most anterior y
+    np.testing.assert_array_equal(dhw_to_ras(dhw), arr)
+
+
+def test_pack_dataset(tmp_path):
+    aff = np.diag([3.0, 3.0, 3.0, 1.0])
+    rng = np.random.default_rng(0)
+    for s in ("b", "a"):
+        img = rng.random((4, 5, 6)).astype(np.float32)
+        nib.save(nib.Nifti1Image(img, aff), tmp_path / f"{s}_image.nii.gz")
+        nib.save(nib.Nifti1Image((img > 0.5).astype(np.uint8), aff), tmp_path / f"{s}_mask.nii.gz")
+        nib.save(nib.Nifti1Image((img > 0.9).astype(np.uint8) * 2, aff), tmp_path / f"{s}_seg.nii.gz")
+    info = pack_dataset(["b", "a"], tmp_path, tmp_path / "v.npz", ages=[30, ""])
+    assert info == {"subjects": 2, "shape": (2, 6, 5, 4)}
+    p = load_pack(tmp_path / "v.npz")
+    assert p["images"].dtype == np.float16 and p["segs"].max() == 1
+    ref = ras_to_dhw(np.asarray(nib.load(tmp_path / "a_image.nii.gz").dataobj))
+    np.testing.assert_allclose(p["images"][1], ref, atol=1e-3)
+    assert np.isnan(p["ages"][1]) and p["ages"][0] == 30
+    np.testing.assert_allclose(p["spacing"], [3, 3, 3])
+    assert subject_index(p, ["a", "b"]).tolist() == [1, 0]

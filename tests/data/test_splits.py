@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+
+from brainuad.data.splits import age_strata, healthy_splits, pathology_splits
+
+SUBJ = [f"s{i:03d}" for i in range(40)]
+AGES = np.linspace(20, 85, 40)
+
+
+def test_healthy_kfold_partitions_the_non_test_subjects():
+    sp = healthy_splits(SUBJ, AGES, folds=4, test=8, val_fraction=None, age_bins=4, seed=1)
+    assert len(sp["test"]) == 8 and sp["stratified"]
+    rest = set(SUBJ) - set(sp["test"])
+    vals = [set(f["val"]) for f in sp["folds"]]
+    assert set().union(*vals) == rest and sum(map(len, vals)) == len(rest)  # disjoint cover
+    for f in sp["folds"]:
+        assert set(f["train"]) | set(f["val"]) == rest and not set(f["train"]) & set(f["val"])
+
+
+def test_healthy_shuffle_splits_have_requested_size_and_are_age_stratified():
+    sp = healthy_splits(SUBJ, AGES, folds=3, test=0.25, val_fraction=0.25, age_bins=2, seed=0)
+    assert len(sp["test"]) == 10
+    age = dict(zip(SUBJ, AGES))
+    for f in sp["folds"]:
+        assert len(f["val"]) == 8 and len(f["train"]) == 22
+        young = sum(age[s] < np.median([age[t] for t in set(SUBJ) - set(sp["test"])]) for s in f["val"])
+        assert young == 4  # two equal age strata -> 4 + 4
+    # test set is stratified too: 5 below and 5 above the median age of all subjects
+    assert sum(age[s] < np.median(AGES) for s in sp["test"]) == 5
+
+
+def test_splits_are_deterministic_and_independent_of_input_order():
+    a = healthy_splits(SUBJ, AGES, folds=2, test=6, seed=3)
+    order = np.random.default_rng(0).permutation(40)
+    b = healthy_splits(np.asarray(SUBJ)[order], AGES[order], folds=2, test=6, seed=3)
+    assert a == b
+    assert healthy_splits(SUBJ, AGES, folds=2, test=6, seed=4) != a
+
+
+def test_missing_ages_fall_back_to_unstratified():
+    sp = healthy_splits(SUBJ, [""] * 40, folds=2, test=4)
+    assert not sp["stratified"] and len(sp["test"]) == 4
+    assert age_strata([30, 40, None], 2, 1) is None
+
+
+def test_pathology_split_counts_and_fraction():
+    sp = pathology_splits(SUBJ[:10], val=3, seed=0)
+    assert len(sp["val"]) == 3 and len(sp["test"]) == 7 and not set(sp["val"]) & set(sp["test"])
+    assert len(pathology_splits(SUBJ[:10], val=0.2)["val"]) == 2
+    with pytest.raises(ValueError, match="val=10"):
+        pathology_splits(SUBJ[:10], val=10)

@@ -1,0 +1,43 @@
+import json
+import math
+
+import numpy as np
+import pandas as pd
+
+from brainuad.reporting.tables import aggregate, format_cell, to_latex, wide
+
+
+def _write(folder, rows, pooled=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(folder / "metrics.tsv", sep="\t", index=False)
+    (folder / "threshold.json").write_text(json.dumps({"threshold": 0.3, "pooled": pooled or {}}))
+
+
+def test_aggregate_mean_std_across_folds_of_test_subject_means(tmp_path):
+    # fold 0: test dice 0.2, 0.4 (mean 0.3), a val subject (ignored) and a NaN subject (ignored)
+    _write(tmp_path / "ae/0", [{"subject": "a", "split": "test", "dice": 0.2}, {"subject": "b", "split": "test", "dice": 0.4},
+                                {"subject": "c", "split": "val", "dice": 0.9}, {"subject": "d", "split": "test", "dice": math.nan}],
+           pooled={"auprc_pooled": 0.5})
+    _write(tmp_path / "ae/1", [{"subject": "a", "split": "test", "dice": 0.5}], pooled={"auprc_pooled": 0.7})
+    spec = {"rows": [{"model": "ae", "scoring": "l1"}], "datasets": ["t"], "metrics": ["dice", "auprc_pooled"]}
+    long = aggregate(spec, lambda m, r, f, d, s: tmp_path / m / str(f), [0, 1], {"ae": {"label": "AE"}}, {"t": {"label": "T"}})
+    dice = long[long.metric == "dice"].iloc[0]
+    assert dice["mean"] == 0.4 and np.isclose(dice["std"], np.std([0.3, 0.5], ddof=1)) and dice["n_folds"] == 2
+    pooled = long[long.metric == "auprc_pooled"].iloc[0]
+    assert np.isclose(pooled["mean"], 0.6)
+    assert wide(long).loc["AE", "T · DICE"] == "40.00 ± 14.14"
+
+
+def test_format_and_bold_best_respects_direction():
+    long = pd.DataFrame([
+        {"row": "A", "dataset_label": "D", "metric": "l1", "mean": 0.010, "std": 0.001, "n_folds": 2},
+        {"row": "B", "dataset_label": "D", "metric": "l1", "mean": 0.020, "std": 0.001, "n_folds": 2},
+        {"row": "A", "dataset_label": "D", "metric": "ssim", "mean": 0.80, "std": 0.0, "n_folds": 1},
+        {"row": "B", "dataset_label": "D", "metric": "ssim", "mean": 0.90, "std": 0.0, "n_folds": 1},
+    ])
+    table = wide(long)
+    assert table.loc["A", "D · l1 (e-3)"] == "**10.00 ± 1.00**"  # lower l1 is better
+    assert table.loc["B", "D · SSIM"] == "**90.00**"
+    tex = to_latex(table, "t")
+    assert r"\textbf{10.00 $\pm$ 1.00}" in tex and tex.count(r"\\") >= 3
+    assert format_cell(math.nan, math.nan, 0, "dice") == "n/a"

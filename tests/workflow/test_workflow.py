@@ -1,0 +1,138 @@
+"""The whole DAG on the tiny smoke configuration, plus lint and rerun behaviour (dry-runs)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "tests" / "smoke" / "config.yaml"
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+pytestmark = pytest.mark.workflow
+
+
+def snakemake(workdir: Path, *args: str, config: Path = SMOKE, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile", str(config),
+           "--replace-workflow-config", *args]
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Parse the 'Job stats' table of a dry-run."""
+    counts, in_table = {}, False
+    for line in output.splitlines():
+        if line.startswith("job ") and "count" in line:
+            in_table = True
+            continue
+        if in_table:
+            m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+            if m:
+                counts[m.group(1)] = int(m.group(2))
+            elif line.strip().startswith("total"):
+                break
+    return counts
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("smoke")
+    before = set(os.listdir("/tmp"))
+    snakemake(workdir, "--cores", "2", "all_tables")
+    leaked = {f for f in set(os.listdir("/tmp")) - before if re.search(r"(GenericAffine|Warp)", f)}
+    return workdir, leaked
+
+
+def test_lint_is_clean():
+    proc = subprocess.run([SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--lint"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_smoke_run_builds_tables_and_report(smoke_run):
+    workdir, leaked = smoke_run
+    assert not leaked, f"ANTs temporary files left in /tmp: {leaked}"
+    results = workdir / "results"
+    pdf = results / "report" / "benchmark.pdf"
+    assert pdf.stat().st_size > 20_000 and pdf.read_bytes()[:4] == b"%PDF"
+    seg = pd.read_csv(results / "tables" / "segmentation.tsv", sep="\t")
+    assert len(seg) == 3 * 2 * 4  # rows x datasets x metrics
+    dice = seg[seg.metric == "dice_oracle"]
+    assert dice["mean"].between(0, 1).all() and (dice["n_folds"] == 2).all()
+    # the learning-free baseline is deterministic: identical folds
+    assert (seg[seg.model == "thresh"]["std"].fillna(0) == 0).all()
+    rec = pd.read_csv(results / "tables" / "reconstruction.tsv", sep="\t")
+    assert set(rec.metric) == {"ssim", "psnr", "l1"} and rec["mean"].notna().all()
+    md = (results / "tables" / "segmentation.md").read_text()
+    assert "[DICE]" in md and "Thresh" in md
+    assert "\\begin{tabular}" in (results / "tables" / "segmentation.tex").read_text()
+    metrics = pd.read_csv(results / "eval/healthy_t2/ae/default/fold-0/tumour_t2/l1/metrics.tsv", sep="\t")
+    assert {"subject", "split", "dice", "dice_oracle", "auprc", "l1_ratio"} <= set(metrics.columns)
+    assert (results / "models/healthy_t2/vae/default/fold-1/train_log.tsv").exists()
+    assert (workdir / "work/train/healthy_t2/vae/default/fold-1/state.pt").exists()
+    assert not (results / "models/healthy_t2/thresh").exists()  # nothing to train
+
+
+def test_second_run_schedules_nothing(smoke_run):
+    workdir, _ = smoke_run
+    out = snakemake(workdir, "-n", "all_tables").stdout
+    assert "Nothing to be done" in out, out[-2000:]
+
+
+def _variant(tmp_path, change) -> Path:
+    cfg = yaml.safe_load(SMOKE.read_text())
+    change(cfg)
+    path = tmp_path / "variant.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_threshold_or_postprocessing_change_reruns_no_training(smoke_run, tmp_path):
+    workdir, _ = smoke_run
+
+    def change(cfg):
+        cfg["evaluation"]["threshold"]["steps"] = 8
+        cfg["evaluation"]["median"] = 5
+
+    counts = job_counts(snakemake(workdir, "-n", "all_tables", config=_variant(tmp_path, change)).stdout)
+    assert counts.get("evaluate", 0) == 16, counts
+    assert "train" not in counts and "reconstruct" not in counts and "score" not in counts, counts
+    assert "preprocess" not in counts and "make_phantom" not in counts
+
+
+def test_new_scoring_schedules_only_scoring_and_downstream(smoke_run, tmp_path):
+    workdir, _ = smoke_run
+
+    def change(cfg):
+        cfg["scorings"]["l2"] = {"name": "l2"}
+        cfg["tables"]["segmentation"]["rows"].append({"model": "ae", "scoring": "l2", "label": "AE l2"})
+
+    counts = job_counts(snakemake(workdir, "-n", "all_tables", config=_variant(tmp_path, change)).stdout)
+    assert counts.get("score") == 4 and counts.get("evaluate") == 4, counts  # 2 datasets x 2 folds
+    assert set(counts) <= {"score", "evaluate", "table", "figures", "report", "all_tables"}, counts
+
+
+def test_invalid_config_gives_a_clear_message(tmp_path):
+    def change(cfg):
+        cfg["datasets"]["ms_t2"]["trainset"] = "tumour_t2"
+
+    proc = snakemake(tmp_path, "-n", "all_tables", config=_variant(tmp_path, change), check=False)
+    assert proc.returncode != 0
+    assert "datasets.ms_t2.trainset must name a healthy dataset" in proc.stdout + proc.stderr
+
+    def change2(cfg):
+        cfg["evaluation"]["median"] = "five"
+
+    proc = snakemake(tmp_path, "-n", "all_tables", config=_variant(tmp_path, change2), check=False)
+    assert proc.returncode != 0 and "median" in proc.stdout + proc.stderr
