@@ -1,0 +1,191 @@
+"""SSIM, SSIM-ens and Gaussian filtering against scikit-image / scipy references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+import torch
+from skimage.metrics import structural_similarity
+
+from brainuad.scoring import score
+from brainuad.scoring.ssim import (
+    DEFAULT_SIGMAS,
+    gaussian_filter,
+    gaussian_filter_multi,
+    gaussian_radius,
+    ssim_ens_map,
+    ssim_map,
+    ssim_maps,
+)
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+
+
+def _sk_ssim(a, b, sigma, data_range=1.0):
+    """scikit-image's full SSIM map with the settings the spec fixes."""
+    return structural_similarity(
+        a, b, data_range=data_range, gaussian_weights=True, sigma=sigma, use_sample_covariance=True, full=True
+    )[1]
+
+
+def _pair(shape, seed=0, noise=0.15):
+    rng = np.random.default_rng(seed)
+    a = ndi.gaussian_filter(rng.random(shape), 1.0)  # some structure
+    a = (a - a.min()) / (a.max() - a.min())
+    b = np.clip(a + noise * rng.standard_normal(shape), 0, 1)
+    return a, b
+
+
+def _volume_inputs(shape=(2, 1, 14, 20, 18), n_rec=4, seed=1):
+    rng = np.random.default_rng(seed)
+    img = ndi.gaussian_filter(rng.random(shape), (0, 0) + (1,) * (len(shape) - 2))
+    rec = img[None] + 0.05 * rng.standard_normal((n_rec, *shape))
+    mask = np.zeros(shape, dtype=bool)
+    mask[..., 3:-3, 4:-4, 4:-4] = True
+    return img, rec, mask
+
+
+def test_kernel_size_formula():
+    assert [2 * gaussian_radius(s) + 1 for s in DEFAULT_SIGMAS] == [3, 5, 5, 7, 9, 11, 11, 13]
+    assert 2 * gaussian_radius(1.0) + 1 == 9
+
+
+@pytest.mark.parametrize("sigma", [0.3, 0.7, 1.0, 1.7])
+@pytest.mark.parametrize("data_range", [1.0, 2.5])
+def test_ssim_2d_matches_skimage(sigma, data_range):
+    a, b = _pair((41, 37), seed=3)
+    out = ssim_map(a, b, sigma=sigma, data_range=data_range, dims=2)
+    assert out.dtype == np.float64 and out.shape == a.shape
+    np.testing.assert_allclose(out, _sk_ssim(a, b, sigma, data_range), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 1.5])
+def test_ssim_3d_matches_skimage(sigma):
+    a, b = _pair((15, 19, 17), seed=4)
+    out = ssim_map(a, b, sigma=sigma, data_range=1.0, dims=3)
+    np.testing.assert_allclose(out, _sk_ssim(a, b, sigma), atol=1e-6, rtol=0)
+
+
+def test_ssim_data_range_auto_is_max_range_of_pair():
+    a, b = _pair((30, 30), seed=5)
+    b = 1.7 * b
+    rng = max(np.ptp(a), np.ptp(b))
+    np.testing.assert_allclose(ssim_map(a, b, 1.0, "auto", 2), _sk_ssim(a, b, 1.0, rng), atol=1e-6, rtol=0)
+
+
+def test_ssim_batched_slices_and_volumes():
+    """Leading axes are a batch: dims=2 on (B, 1, D, H, W) is per-slice SSIM, dims=3 per volume."""
+    rng = np.random.default_rng(6)
+    x = rng.random((2, 1, 12, 16, 20))
+    y = np.clip(x + 0.1 * rng.standard_normal(x.shape), 0, 1)
+    out2 = ssim_map(x, y, 1.0, 1.0, dims=2)
+    out3 = ssim_map(x, y, 1.0, 1.0, dims=3)
+    for bi in range(2):
+        np.testing.assert_allclose(out3[bi, 0], _sk_ssim(x[bi, 0], y[bi, 0], 1.0), atol=1e-6, rtol=0)
+        for di in (0, 5, 11):
+            np.testing.assert_allclose(out2[bi, 0, di], _sk_ssim(x[bi, 0, di], y[bi, 0, di], 1.0), atol=1e-6, rtol=0)
+
+
+def test_ssim_identical_images_is_one():
+    a, _ = _pair((20, 20))
+    np.testing.assert_allclose(ssim_map(a, a, 1.0, 1.0, 2), 1.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("truncate", [3.5, 4.0])
+def test_gaussian_filter_matches_scipy(truncate):
+    rng = np.random.default_rng(7)
+    x = rng.random((3, 11, 13, 9))
+    out = gaussian_filter(torch.as_tensor(x), 1.3, dims=3, truncate=truncate).numpy()
+    for i in range(3):
+        np.testing.assert_allclose(out[i], ndi.gaussian_filter(x[i], 1.3, truncate=truncate, mode="reflect"), atol=1e-12)
+    multi = gaussian_filter_multi(torch.as_tensor(x), DEFAULT_SIGMAS, dims=2).numpy()
+    for k, s in enumerate(DEFAULT_SIGMAS):
+        ref = ndi.gaussian_filter(x, (0, 0, s, s), truncate=3.5, mode="reflect")
+        np.testing.assert_allclose(multi[k], ref, atol=1e-12)
+
+
+def test_gaussian_filter_radius_larger_than_axis():
+    """Repeated reflection like scipy when the window is longer than the axis."""
+    x = np.random.default_rng(8).random((5, 4))
+    out = gaussian_filter(torch.as_tensor(x), 2.0, dims=2).numpy()
+    np.testing.assert_allclose(out, ndi.gaussian_filter(x, 2.0, mode="reflect"), atol=1e-12)
+
+
+def test_ssim_ens_one_pass_equals_per_sigma():
+    a, b = _pair((2, 1, 24, 28), seed=9)
+    ens, w = ssim_ens_map(a, b, DEFAULT_SIGMAS, 1.0, dims=2, return_weights=True)
+    per = np.stack([_sk_ssim(a[i, 0], b[i, 0], s) for s in DEFAULT_SIGMAS for i in range(2)])
+    per = per.reshape(len(DEFAULT_SIGMAS), 2, 1, 24, 28)
+    w_ref = np.exp(-per) / np.exp(-per).sum(0)
+    np.testing.assert_allclose(w, w_ref, atol=1e-6)
+    np.testing.assert_allclose(ens, (w_ref * per).sum(0), atol=1e-6)
+    np.testing.assert_allclose(w.sum(0), 1.0, atol=1e-12)
+    assert w.shape == (8, 2, 1, 24, 28) and (w > 0).all()
+
+
+def test_ssim_ens_single_sigma_reduces_to_ssim():
+    a, b = _pair((25, 31), seed=10)
+    ens, w = ssim_ens_map(a, b, [1.1], 1.0, dims=2, return_weights=True)
+    np.testing.assert_allclose(w, 1.0)
+    np.testing.assert_allclose(ens, _sk_ssim(a, b, 1.1), atol=1e-6)
+
+
+def test_registered_ssim_ens_single_sigma_equals_ssim():
+    img, rec, mask = _volume_inputs()
+    np.testing.assert_allclose(
+        score("ssim_ens", img, rec, mask, sigmas=[0.9]), score("ssim", img, rec, mask, sigma=0.9), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("name", ["ssim", "mean_ssim", "ssim_ens"])
+def test_registered_shapes_mask_and_values(name):
+    img, rec, mask = _volume_inputs()
+    mean = rec.mean(0)
+    # volumes: 3D SSIM per volume by default
+    out3 = score(name, img, rec, mask)
+    assert isinstance(out3, np.ndarray) and out3.shape == img.shape and out3.dtype == np.float32
+    assert np.all(out3[~mask] == 0)
+    # slices: (B*D, 1, H, W) -> 2D SSIM per slice
+    sl = lambda a: a.transpose(0, 2, 1, 3, 4).reshape(-1, 1, *a.shape[-2:])  # noqa: E731
+    out2 = score(name, sl(img), np.stack([sl(r) for r in rec]), sl(mask))
+    assert out2.shape == (img.shape[0] * img.shape[2], 1, *img.shape[-2:])
+    assert np.all(out2[~sl(mask)] == 0)
+    # same as requesting per-slice SSIM on the volume
+    out_d2 = score(name, img, rec, mask, dims=2)
+    np.testing.assert_allclose(sl(out_d2), out2, atol=1e-6)
+    if name != "ssim_ens":
+        ref3 = (1 - _sk_ssim(img[1, 0], mean[1, 0].astype(np.float32).astype(np.float64), 1.0)) * mask[1, 0]
+        np.testing.assert_allclose(out3[1, 0], ref3, atol=2e-4)
+        ref2 = (1 - _sk_ssim(img[0, 0, 7], mean[0, 0, 7].astype(np.float32).astype(np.float64), 1.0)) * mask[0, 0, 7]
+        np.testing.assert_allclose(out_d2[0, 0, 7], ref2, atol=2e-4)
+
+
+def test_registered_dims3_on_slices_raises():
+    img, rec, mask = _volume_inputs(shape=(3, 1, 16, 16))
+    with pytest.raises(ValueError):
+        score("ssim", img, rec, mask, dims=3)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", ["ssim", "mean_ssim", "ssim_ens"])
+def test_float16_and_device(name, device):
+    img, rec, mask = _volume_inputs()
+    ref = score(name, img, rec, mask)
+    t = lambda a: torch.as_tensor(a).to(device)  # noqa: E731
+    out = score(name, t(img).half(), t(rec).half(), t(mask))
+    assert out.device.type == device and out.dtype == torch.float32  # the registry upcasts
+    fn = __import__("brainuad.scoring.ssim", fromlist=[name]).__dict__[name]
+    out16 = fn(t(img).half(), t(rec).half(), t(mask))  # direct call keeps the input dtype
+    assert out16.dtype == torch.float16 and torch.isfinite(out16).all()
+    np.testing.assert_allclose(out.cpu().numpy(), ref, atol=5e-3)
+    np.testing.assert_allclose(out16.float().cpu().numpy(), ref, atol=5e-3)
+
+
+def test_ssim_maps_multi_shape_and_validation():
+    x = torch.rand(2, 1, 10, 12)
+    assert ssim_maps(x, x, (0.5, 1.0), 1.0, 2).shape == (2, 2, 1, 10, 12)
+    with pytest.raises(ValueError):
+        ssim_maps(x, x[..., :-1], (1.0,), 1.0, 2)
+    with pytest.raises(ValueError):
+        ssim_maps(x, x, (1.0,), "max", 2)
