@@ -21,14 +21,14 @@ def test_resume_after_interruption_gives_identical_weights(tmp_path):
     vols = _data()
     settings = TrainSettings(max_steps=12, batch_size=4, lr=1e-3, val_every=4, seed=5, checkpoint_every_s=1e9)
     ref = fit("vae", HP, vols[:4], vols[4:], settings, out_model=tmp_path / "a/model.pt",
-              out_log=tmp_path / "a/log.tsv", workdir=tmp_path / "a/work", progress=False)
+              out_log=tmp_path / "a/log.tsv", workdir=tmp_path / "a/work", progress=False, device="cpu")
     assert ref["status"] == "done"
     part = fit("vae", HP, vols[:4], vols[4:], settings, out_model=tmp_path / "b/model.pt",
-               out_log=tmp_path / "b/log.tsv", workdir=tmp_path / "b/work", progress=False, stop_after_steps=5)
+               out_log=tmp_path / "b/log.tsv", workdir=tmp_path / "b/work", progress=False, stop_after_steps=5, device="cpu")
     assert part["status"] == "interrupted" and part["step"] == 5
     assert not (tmp_path / "b/model.pt").exists()
     done = fit("vae", HP, vols[:4], vols[4:], settings, out_model=tmp_path / "b/model.pt",
-               out_log=tmp_path / "b/log.tsv", workdir=tmp_path / "b/work", progress=False)
+               out_log=tmp_path / "b/log.tsv", workdir=tmp_path / "b/work", progress=False, device="cpu")
     assert done == ref
     a = torch.load(tmp_path / "a/model.pt", weights_only=False)["state_dict"]
     b = torch.load(tmp_path / "b/model.pt", weights_only=False)["state_dict"]
@@ -41,7 +41,7 @@ def test_training_reduces_loss_and_keeps_best_checkpoint(tmp_path):
     vols = _data(1)
     settings = TrainSettings(max_steps=60, batch_size=8, lr=3e-3, val_every=10, seed=0)
     res = fit("ae", HP, vols[:4], vols[4:], settings, out_model=tmp_path / "m.pt", out_log=tmp_path / "l.tsv",
-              workdir=tmp_path / "w", progress=False)
+              workdir=tmp_path / "w", progress=False, device="cpu")
     log = pd.read_csv(tmp_path / "l.tsv", sep="\t")
     assert list(log.columns) == ["step", "loss", "val_loss", "seconds"] and len(log) == 60
     val = log.dropna(subset=["val_loss"])
