@@ -25,6 +25,7 @@ localrules:
 rule all_tables:
     input:
         tables=all_table_files(),
+        sweeps=all_sweep_files(),
         report="results/report/benchmark.pdf",
     default_target: True
 

@@ -1,6 +1,7 @@
 # Config loading, validation, wildcard constraints and path helpers shared by all rules.
 
 import functools
+import re
 import sys
 from pathlib import Path
 
@@ -15,11 +16,41 @@ validate(config, "../schemas/config.schema.yaml")
 
 DATASETS = config["datasets"]
 MODELS = config["models"]
-SCORINGS = config["scorings"]
+SWEEPS = config.get("scoring_sweeps", {})
+
+
+def sweep_scoring_id(base, param, value):
+    """Scoring id of one value of a scoring sweep, e.g. ``ssim@sigma=0.5``."""
+    return f"{base}@{param}={value}"
+
+
+def _expand_scorings():
+    """The configured scorings plus one generated scoring per value of every scoring sweep."""
+    scorings = dict(config["scorings"])
+    for name, sweep in SWEEPS.items():
+        if sweep["scoring"] not in scorings:
+            raise ValueError(f"config error: scoring_sweeps.{name}.scoring {sweep['scoring']!r} is not under scorings")
+        for value in sweep["values"]:
+            scorings[sweep_scoring_id(sweep["scoring"], sweep["param"], value)] = {
+                **config["scorings"][sweep["scoring"]], sweep["param"]: value}
+    return scorings
+
+
+SCORINGS = _expand_scorings()
 TABLES = config["tables"]
 FOLDS = list(range(config["splits"]["folds"]))
 RUN = "default"
 LIB = [str(p) for p in sorted(Path(workflow.basedir).glob("src/brainuad/**/*.py"))]
+
+
+def canon(obj):
+    """Recursively key-sorted copy of a config value, so that params (which Snakemake compares as text)
+    do not change when keys are merely reordered in a YAML file."""
+    if isinstance(obj, dict):
+        return {k: canon(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [canon(v) for v in obj]
+    return obj
 
 
 def _config_error(msg):
@@ -40,6 +71,22 @@ def _check_config():
                     f"datasets.{name} ({ds['sequence']}) is evaluated with models trained on "
                     f"{ts} ({DATASETS[ts]['sequence']}); sequences must match"
                 )
+    for sname, sweep in SWEEPS.items():
+        for key in ("model", "reference_model"):
+            if key in sweep and sweep[key] not in MODELS:
+                _config_error(f"scoring_sweeps.{sname}.{key}: unknown model {sweep[key]!r}")
+        if sweep.get("reference") and sweep["reference"] not in config["scorings"]:
+            _config_error(f"scoring_sweeps.{sname}.reference: unknown scoring {sweep['reference']!r}")
+        for ds in sweep["datasets"]:
+            if ds not in DATASETS or DATASETS[ds]["role"] != "pathology":
+                _config_error(f"scoring_sweeps.{sname}: {ds!r} is not a pathology dataset")
+    mf = config["report"].get("mhd_figure")
+    if mf:
+        if mf["model"] not in MODELS or mf["dataset"] not in DATASETS:
+            _config_error("report.mhd_figure: unknown model or dataset")
+        for key in ("mean", "diag", "full"):
+            if mf["scorings"][key] not in config["scorings"]:
+                _config_error(f"report.mhd_figure.scorings.{key}: unknown scoring {mf['scorings'][key]!r}")
     for tname, table in TABLES.items():
         for row in table["rows"]:
             if row["model"] not in MODELS:
@@ -58,7 +105,7 @@ _check_config()
 
 
 def _alternatives(names):
-    return "|".join(sorted(names, key=len, reverse=True))
+    return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
 
 
 wildcard_constraints:
@@ -123,19 +170,19 @@ def is_trainable(model):
 
 
 def model_hparams(wildcards):
-    return model_entry(wildcards.model).get("hparams", {})
+    return canon(model_entry(wildcards.model).get("hparams", {}))
 
 
 def train_settings(wildcards):
     settings = {"seed": config["seed"] + int(wildcards.fold)}
     settings.update(model_entry(wildcards.model).get("train", {}))
-    return settings
+    return canon(settings)
 
 
 def reconstruct_settings(wildcards):
     settings = dict(config["reconstruct"])
     settings.update(model_entry(wildcards.model).get("reconstruct", {}))
-    return settings
+    return canon(settings)
 
 
 def model_input(wildcards):
@@ -196,3 +243,43 @@ def qualitative_inputs():
                 continue
             files.append(f"results/recon/{d}/{ds}.npz")
     return sorted(set(files))
+
+
+# ---------------------------------------------------------------- scoring sweeps and the MHD figure
+def sweep_inputs(wildcards):
+    sweep = SWEEPS[wildcards.sweep]
+    ids = [sweep_scoring_id(sweep["scoring"], sweep["param"], v) for v in sweep["values"]]
+    if sweep.get("reference"):
+        ids.append(sweep["reference"])
+    files = []
+    for ds in sweep["datasets"]:
+        for fold in FOLDS:
+            for sid in ids:
+                d = eval_dir(trainset_of(ds), sweep["model"], RUN, fold, ds, sid)
+                files += [f"{d}/metrics.tsv", f"{d}/threshold.json"]
+    return files
+
+
+def all_sweep_files():
+    return expand("results/figures/sweep_{sweep}.png", sweep=SWEEPS) + expand(
+        "results/tables/sweep_{sweep}.tsv", sweep=SWEEPS)
+
+
+def mhd_figure_inputs():
+    mf = config["report"].get("mhd_figure")
+    if not mf:
+        return {}
+    ds, model, fold = mf["dataset"], mf["model"], mf.get("fold", 0)
+    base = f"{trainset_of(ds)}/{model}/{RUN}/fold-{fold}"
+    files = {key: f"results/scores/{base}/{ds}/{sid}.npz" for key, sid in mf["scorings"].items()}
+    files["recon"] = f"results/recon/{base}/{ds}.npz"
+    files["threshold"] = f"{eval_dir(trainset_of(ds), model, RUN, fold, ds, mf['scorings']['full'])}/threshold.json"
+    files["volumes"] = f"results/data/{ds}/volumes.npz"
+    return files
+
+
+def report_figures():
+    figs = ["results/figures/qualitative.png", "results/figures/training_curves.png"]
+    if config["report"].get("mhd_figure"):
+        figs.append("results/figures/mhd.png")
+    return figs + expand("results/figures/sweep_{sweep}.png", sweep=SWEEPS)

@@ -13,7 +13,7 @@ rule make_phantom:
     params:
         n=lambda wc: config["sources"][wc.source]["cohorts"][wc.cohort],
         seed=lambda wc: config["sources"][wc.source]["seed"],
-        options=lambda wc: config["sources"][wc.source].get("options", {}),
+        options=lambda wc: canon(config["sources"][wc.source].get("options", {})),
     script:
         "../scripts/make_phantom.py"
 
@@ -53,7 +53,7 @@ rule preprocess:
         mem_mb=4000,
         runtime=30,
     params:
-        options=config["preprocess"],
+        options=canon(config["preprocess"]),
     script:
         "../scripts/preprocess.py"
 
@@ -85,7 +85,7 @@ rule splits:
         "../../envs/evaluate.yaml"
     params:
         role=lambda wc: DATASETS[wc.dataset]["role"],
-        options=config["splits"],
+        options=canon(config["splits"]),
         val=lambda wc: DATASETS[wc.dataset].get("val", 0.1),
         seed=config["seed"],
     script:

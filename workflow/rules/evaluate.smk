@@ -19,6 +19,6 @@ rule evaluate:
         "evaluate"
     params:
         role=lambda wc: DATASETS[wc.dataset]["role"],
-        options=config["evaluation"],
+        options=canon(config["evaluation"]),
     script:
         "../scripts/evaluate.py"

@@ -13,9 +13,9 @@ rule table:
     conda:
         "../../envs/report.yaml"
     params:
-        spec=lambda wc: TABLES[wc.table],
-        models=MODELS,
-        datasets=DATASETS,
+        spec=lambda wc: canon(TABLES[wc.table]),
+        models=canon(MODELS),
+        datasets=canon(DATASETS),
         folds=FOLDS,
         run=RUN,
     script:
@@ -35,12 +35,12 @@ rule figures:
     conda:
         "../../envs/report.yaml"
     params:
-        spec=config["report"]["qualitative"],
-        table=TABLES[config["report"]["qualitative"]["table"]],
-        models=MODELS,
-        datasets=DATASETS,
+        spec=canon(config["report"]["qualitative"]),
+        table=canon(TABLES[config["report"]["qualitative"]["table"]]),
+        models=canon(MODELS),
+        datasets=canon(DATASETS),
         run=RUN,
-        options=config["evaluation"],
+        options=canon(config["evaluation"]),
     script:
         "../scripts/make_figures.py"
 
@@ -48,7 +48,8 @@ rule figures:
 rule report:
     input:
         tables=expand("results/tables/{table}.tsv", table=TABLES),
-        figures=rules.figures.output,
+        figures=report_figures(),
+        sweeps=expand("results/tables/sweep_{sweep}.tsv", sweep=SWEEPS),
     output:
         "results/report/benchmark.pdf",
     log:
@@ -56,9 +57,46 @@ rule report:
     conda:
         "../../envs/report.yaml"
     params:
-        tables=TABLES,
+        tables=canon(TABLES),
+        sweeps=canon(SWEEPS),
         title=config["report"]["title"],
-        config=config,
+        config=canon(config),
         benchmarks="results/benchmarks",
     script:
         "../scripts/make_report.py"
+
+
+rule sweep_figure:
+    input:
+        sweep_inputs,
+    output:
+        figure="results/figures/sweep_{sweep}.png",
+        table="results/tables/sweep_{sweep}.tsv",
+    log:
+        "logs/sweep_figure/{sweep}.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        sweep=lambda wc: canon(SWEEPS[wc.sweep]),
+        models=canon(MODELS),
+        datasets=canon(DATASETS),
+        folds=FOLDS,
+        run=RUN,
+    script:
+        "../scripts/make_sweep_figure.py"
+
+
+rule mhd_figure:
+    input:
+        **mhd_figure_inputs(),
+    output:
+        "results/figures/mhd.png",
+    log:
+        "logs/mhd_figure/mhd_figure.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        spec=canon(config["report"].get("mhd_figure", {})),
+        options=canon(config["evaluation"]),
+    script:
+        "../scripts/make_mhd_figure.py"

@@ -16,6 +16,6 @@ rule score:
     group:
         "evaluate"
     params:
-        scoring=lambda wc: SCORINGS[wc.scoring],
+        scoring=lambda wc: canon(SCORINGS[wc.scoring]),
     script:
         "../scripts/score.py"

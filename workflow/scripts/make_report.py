@@ -13,7 +13,8 @@ from brainuad.utils import log_to
 log = log_to(snakemake.log[0])
 p = snakemake.params
 tables = []
-for name, tsv in zip(p.tables, snakemake.input.tables):
+for tsv in snakemake.input.tables:  # in the config's table order
+    name = Path(tsv).stem
     long = pd.read_csv(tsv, sep="\t")
     spec = p.tables[name]
     note = (f"rows: model · scoring; {long['n_folds'].max()} folds; metrics {', '.join(spec['metrics'])}; "
@@ -28,6 +29,21 @@ figures = [
      "Training loss (running mean, thin) and healthy-validation loss (dots) per model and fold; the best "
      "validation checkpoint is the one evaluated."),
 ]
+for fig in snakemake.input.figures[2:]:
+    name = Path(fig).stem
+    if name == "mhd":
+        figures.append(("Multi-sample scores (Figure 4.5 analogue)", fig,
+                        "Input, mean of N reconstructions, S_mean = 1 - SSIM(x, mean), S_MHD_diag and S_MHD_full "
+                        "(Mahalanobis distance with diagonal / full pixel covariance of the N reconstructions, "
+                        "min-max, Gaussian sigma 1, times 1 - SSIM), the final post-processed and thresholded "
+                        "S_MHD_full map, and the correlation of the marked pixel with every brain pixel from the "
+                        "full covariance. Cyan: ground truth."))
+    elif name.startswith("sweep_"):
+        sw = p.sweeps[name[len("sweep_"):]]
+        figures.append((sw.get("title", name), fig,
+                        f"Scoring {sw['scoring']} with {sw['param']} in {sw['values']} for model {sw['model']}; "
+                        f"mean ± std across folds; dashed: {sw.get('reference', 'no reference')}. "
+                        f"Numbers in results/tables/{name}.tsv."))
 build_report(snakemake.output[0], title=p.title, tables=tables, figures=figures,
              config_text=yaml.safe_dump(p.config, sort_keys=False), benchmark_dir=p.benchmarks,
              extra_provenance={"config files": " ".join(str(f) for f in getattr(snakemake, "configfiles", [])) or "-",

@@ -9,6 +9,7 @@ from brainuad.utils import log_to
 log = log_to(snakemake.log[0])
 params = dict(snakemake.params.scoring)
 name = params.pop("name")
+samples = params.pop("samples", None)  # use the first N stored reconstructions (N sweeps)
 with np.load(snakemake.input.recon) as z:
     rec = {k: z[k] for k in z.files}
 if name == "native":
@@ -20,6 +21,11 @@ else:
     if "recons" not in rec:
         raise ValueError(f"scoring {name!r} needs reconstructions; {snakemake.input.recon} holds anomaly maps "
                          "of a learning-free model (use scoring 'native')")
+    if samples is not None:
+        if samples > rec["recons"].shape[0]:
+            raise ValueError(f"scoring {name!r} asks for samples={samples} but {snakemake.input.recon} holds "
+                             f"{rec['recons'].shape[0]}; raise reconstruct.samples for this model")
+        rec["recons"] = rec["recons"][:samples]
     pack = load_pack(snakemake.input.volumes)
     idx = subject_index(pack, rec["subjects"].tolist())
     maps = np.zeros(rec["recons"].shape[1:], dtype=np.float32)

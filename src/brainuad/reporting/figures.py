@@ -99,3 +99,100 @@ def training_curves(logs: dict[str, str | Path], path: str | Path, smooth: int =
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
+
+
+def sweep_figure(long: pd.DataFrame, path: str | Path, *, param: str, metric_label: str,
+                 reference: pd.DataFrame | None = None, reference_label: str = "reference",
+                 title: str = "") -> None:
+    """A metric against a swept scoring parameter, one line per dataset (Figure 4.4 analogue).
+
+    Parameters
+    ----------
+    long : DataFrame with columns ``dataset_label, value, mean, std`` (one line per dataset and value)
+    path : output image file
+    param : name of the swept parameter (x axis)
+    metric_label : y axis label
+    reference : optional DataFrame ``dataset_label, mean`` drawn as dashed horizontal lines
+        (e.g. SSIM-ens next to the SSIM σ sweep)
+    """
+    fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    cmap = plt.get_cmap("tab10")
+    for k, (ds, df) in enumerate(long.groupby("dataset_label", sort=False)):
+        df = df.sort_values("value")
+        color = cmap(k % 10)
+        ax.errorbar(df["value"], df["mean"], yerr=df["std"].fillna(0), marker="o", ms=4, capsize=2, color=color,
+                    label=ds)
+        if reference is not None:
+            ref = reference[reference["dataset_label"] == ds]
+            if len(ref):
+                ax.axhline(float(ref["mean"].iloc[0]), ls="--", lw=1, color=color)
+    if reference is not None:
+        ax.plot([], [], "k--", lw=1, label=reference_label)
+    ax.set_xlabel(param)
+    ax.set_ylabel(metric_label)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def pixel_correlation(recons: np.ndarray, mask: np.ndarray, pixel: tuple[int, int]) -> np.ndarray:
+    """Correlation of one pixel with every brain pixel across S reconstructions of a slice.
+
+    This is one row of the correlation matrix of the full pixel covariance that ``mhd_full`` inverts.
+
+    Parameters
+    ----------
+    recons : ndarray (S, H, W)
+    mask : ndarray (H, W), brain
+    pixel : (row, column)
+
+    Returns
+    -------
+    ndarray (H, W): Pearson correlation in [-1, 1] inside the mask, NaN outside or where a pixel
+    does not vary.
+    """
+    dev = recons - recons.mean(0, keepdims=True)
+    ref = dev[:, pixel[0], pixel[1]]
+    cov = np.einsum("s,shw->hw", ref, dev) / max(len(recons) - 1, 1)
+    std = dev.std(0, ddof=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov / (std * ref.std(ddof=1))
+    return np.where(mask > 0, corr, np.nan)
+
+
+def mhd_figure(panels: dict[str, np.ndarray], seg: np.ndarray, pixel: tuple[int, int], path: str | Path,
+               title: str = "") -> None:
+    """Figure 4.5 analogue: input, mean reconstruction, S_mean, MHD_diag, MHD_full, final map and the
+    correlation of one pixel with all others.
+
+    Parameters
+    ----------
+    panels : dict of (H, W) arrays with keys ``input, mean reconstruction, S_mean, S_MHD_diag, S_MHD_full,
+        final map, correlation``
+    seg : (H, W) ground truth (contour on the input and the final map)
+    pixel : the pixel of the correlation panel (marked)
+    """
+    keys = list(panels)
+    fig, axes = plt.subplots(1, len(keys), figsize=(2.0 * len(keys), 2.5))
+    for ax, key in zip(axes, keys):
+        img = panels[key]
+        if key == "correlation":
+            ax.imshow(img, cmap="coolwarm", vmin=-1, vmax=1)
+            ax.plot(pixel[1], pixel[0], "k+", ms=8)
+        elif key in ("input", "mean reconstruction"):
+            ax.imshow(img, cmap="gray", vmin=0, vmax=1)
+        else:
+            ax.imshow(img, cmap="inferno")
+        if key in ("input", "final map"):
+            ax.contour(seg, levels=[0.5], colors="c", linewidths=0.7)
+        ax.set_title(key, fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
