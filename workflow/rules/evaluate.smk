@@ -20,5 +20,6 @@ rule evaluate:
     params:
         role=lambda wc: DATASETS[wc.dataset]["role"],
         options=canon(config["evaluation"]),
+        samples=lambda wc: SCORINGS[wc.scoring].get("samples"),
     script:
         "../scripts/evaluate.py"

@@ -16,7 +16,8 @@ idx = subject_index(pack, subjects)
 images = pack["images"][idx].astype(np.float32)
 masks, segs = pack["masks"][idx], pack["segs"][idx]
 with np.load(snakemake.input.recon) as z:
-    recons = z["recons"].astype(np.float32).mean(0) if "recons" in z.files else None
+    # the reconstructions the scoring used: the first `samples` (all when unset), averaged
+    recons = z["recons"][: snakemake.params.samples].astype(np.float32).mean(0) if "recons" in z.files else None
 common = dict(images=images if recons is not None else None, recons=recons, median=opts["median"],
               erode=opts["erode"], erode_mode=opts.get("erode_mode", "2d"))
 if snakemake.params.role == "healthy":

@@ -122,6 +122,9 @@ def sweep_figure(long: pd.DataFrame, path: str | Path, *, param: str, metric_lab
         color = cmap(k % 10)
         ax.errorbar(df["value"], df["mean"], yerr=df["std"].fillna(0), marker="o", ms=4, capsize=2, color=color,
                     label=ds)
+        if df["mean"].notna().any():  # marker at the best value of the sweep
+            best = df.loc[df["mean"].idxmax()]
+            ax.plot(best["value"], best["mean"], "*", ms=11, color=color, mec="k", mew=0.5)
         if reference is not None:
             ref = reference[reference["dataset_label"] == ds]
             if len(ref):

@@ -414,23 +414,9 @@ def ssim(
     return _one_minus_ssim(image, recons, mask, sigma, data_range, dims, k1, k2)
 
 
-@register("mean_ssim")
-def mean_ssim(
-    image: torch.Tensor,
-    recons: torch.Tensor,
-    mask: torch.Tensor,
-    sigma: float = 1.0,
-    data_range=1.0,
-    dims: int | None = None,
-    k1: float = K1,
-    k2: float = K2,
-) -> torch.Tensor:
-    """S_mean of P8.5: ``1 - SSIM(x, mean of the S reconstructions)`` inside the mask.
-
-    The same computation as :func:`ssim` (same parameters), registered under the name used for
-    the multi-sample rows of thesis Tab4.5 / P8.5-Tab1 (S = N = 10 reconstructions).
-    """
-    return _one_minus_ssim(image, recons, mask, sigma, data_range, dims, k1, k2)
+# S_mean of P8.5: the same computation as ``ssim`` (1 - SSIM(x, mean of the S reconstructions)),
+# registered under the name used for the multi-sample rows of thesis Tab4.5 / P8.5-Tab1 (S = N = 10).
+mean_ssim = register("mean_ssim")(ssim)
 
 
 @register("ssim_ens")
