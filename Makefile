@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
+# Some machines export PYTHONDONTWRITEBYTECODE=1; with it every Snakemake job would recompile torch,
+# antspyx, ... from source (2x slower jobs). The install skips byte-compiling everything (4 min on
+# 2 cores); Python caches what is actually imported, once, inside .venv.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: demo test install clean
 
