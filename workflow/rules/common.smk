@@ -19,9 +19,13 @@ MODELS = config["models"]
 SWEEPS = config.get("scoring_sweeps", {})
 
 
-def sweep_scoring_id(base, param, value):
-    """Scoring id of one value of a scoring sweep, e.g. ``ssim@sigma=0.5``."""
-    return f"{base}@{param}={value}"
+def sweep_value_id(sweep, value):
+    """Scoring id of one value of a scoring sweep, e.g. ``ssim@sigma=0.5``; the base scoring's own id
+    when the value is the one the base scoring already uses (nothing is computed twice)."""
+    base = config["scorings"][sweep["scoring"]]
+    if base.get(sweep["param"]) == value:
+        return sweep["scoring"]
+    return f"{sweep['scoring']}@{sweep['param']}={value}"
 
 
 def _expand_scorings():
@@ -31,8 +35,7 @@ def _expand_scorings():
         if sweep["scoring"] not in scorings:
             raise ValueError(f"config error: scoring_sweeps.{name}.scoring {sweep['scoring']!r} is not under scorings")
         for value in sweep["values"]:
-            scorings[sweep_scoring_id(sweep["scoring"], sweep["param"], value)] = {
-                **config["scorings"][sweep["scoring"]], sweep["param"]: value}
+            scorings[sweep_value_id(sweep, value)] = {**config["scorings"][sweep["scoring"]], sweep["param"]: value}
     return scorings
 
 
@@ -246,9 +249,14 @@ def qualitative_inputs():
 
 
 # ---------------------------------------------------------------- scoring sweeps and the MHD figure
+def sweep_ids(wildcards):
+    sweep = SWEEPS[wildcards.sweep]
+    return [sweep_value_id(sweep, v) for v in sweep["values"]]
+
+
 def sweep_inputs(wildcards):
     sweep = SWEEPS[wildcards.sweep]
-    ids = [sweep_scoring_id(sweep["scoring"], sweep["param"], v) for v in sweep["values"]]
+    ids = [sweep_value_id(sweep, v) for v in sweep["values"]]
     if sweep.get("reference"):
         ids.append(sweep["reference"])
     files = []

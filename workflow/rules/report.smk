@@ -78,6 +78,7 @@ rule sweep_figure:
         "../../envs/report.yaml"
     params:
         sweep=lambda wc: canon(SWEEPS[wc.sweep]),
+        ids=sweep_ids,
         models=canon(MODELS),
         datasets=canon(DATASETS),
         folds=FOLDS,

@@ -19,8 +19,7 @@ def eval_dir(model, run, fold, dataset, scoring):
 
 metric = sw.get("metric", "dice_oracle")
 parts = []
-for value in sw["values"]:
-    sid = f"{sw['scoring']}@{sw['param']}={value}"
+for value, sid in zip(sw["values"], p.ids):  # scoring id of each value
     spec = {"rows": [{"model": sw["model"], "scoring": sid}], "datasets": sw["datasets"], "metrics": [metric]}
     part = aggregate(spec, eval_dir, p.folds, p.models, datasets, default_run=p.run)
     part["value"] = value
