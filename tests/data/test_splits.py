@@ -49,3 +49,14 @@ def test_pathology_split_counts_and_fraction():
     assert len(pathology_splits(SUBJ[:10], val=0.2)["val"]) == 2
     with pytest.raises(ValueError, match="val=10"):
         pathology_splits(SUBJ[:10], val=10)
+
+
+def test_small_cohort_with_more_age_bins_than_validation_subjects():
+    # 14 subjects, 4 test, 10 left, 2 validation subjects but 3 requested age bins (the demo's sizes)
+    subj, ages = SUBJ[:14], AGES[:14]
+    sp = healthy_splits(subj, ages, folds=2, test=4, val_fraction=0.25, age_bins=3, seed=3141)
+    assert len(sp["test"]) == 4 and all(len(f["val"]) == 2 and len(f["train"]) == 8 for f in sp["folds"])
+    age = dict(zip(subj, ages))
+    rest = sorted(set(subj) - set(sp["test"]), key=age.get)
+    for f in sp["folds"]:  # two strata -> one validation subject from each age half
+        assert sum(s in rest[:5] for s in f["val"]) == 1

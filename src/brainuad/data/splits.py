@@ -67,12 +67,14 @@ def healthy_splits(subjects, ages=None, *, folds: int = 5, test=0.28, val_fracti
     n_test = _count(test, len(subjects), "test")
     strata = None if ages is None else age_strata(ages, age_bins, min_per_stratum=2)
     rest, test_ids, rest_ages = _split(subjects, n_test, strata, ages, seed)
-    rest_strata = None if rest_ages is None else age_strata(rest_ages, age_bins, min_per_stratum=folds)
+    n_val = None if val_fraction is None else _count(val_fraction, len(rest), "val_fraction")
+    # a stratified split needs every stratum on both sides: no more strata than the smaller side
+    bins = age_bins if n_val is None else min(age_bins, n_val, len(rest) - n_val)
+    rest_strata = None if rest_ages is None else age_strata(rest_ages, bins, min_per_stratum=max(folds, 2))
     if val_fraction is None:
         splitter = (StratifiedKFold(folds, shuffle=True, random_state=seed) if rest_strata is not None
                     else KFold(folds, shuffle=True, random_state=seed))
     else:
-        n_val = _count(val_fraction, len(rest), "val_fraction")
         splitter = (StratifiedShuffleSplit(folds, test_size=n_val, random_state=seed) if rest_strata is not None
                     else ShuffleSplit(folds, test_size=n_val, random_state=seed))
     y = rest_strata if rest_strata is not None else np.zeros(len(rest))
