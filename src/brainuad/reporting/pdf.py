@@ -77,9 +77,10 @@ def _table_page(pdf: PdfPages, title: str, table: pd.DataFrame, note: str = "") 
     fig.text(0.04, 0.95, title, fontsize=12, weight="bold", va="top")
     ax = fig.add_axes([0.03, 0.1, 0.94, 0.78])
     ax.axis("off")
-    cells = [[str(v).replace("**", "") for v in row] for row in table.to_numpy()]
-    cols = [textwrap.fill(str(c), 18) for c in table.columns]
-    tab = ax.table(cellText=cells, rowLabels=list(table.index), colLabels=cols, loc="upper center", cellLoc="center")
+    # the row label is the first column (matplotlib's rowLabels would fall outside the axes)
+    cells = [[str(label)] + [str(v).replace("**", "") for v in row] for label, row in zip(table.index, table.to_numpy())]
+    cols = [table.index.name or ""] + [textwrap.fill(str(c), 18) for c in table.columns]
+    tab = ax.table(cellText=cells, colLabels=cols, loc="upper center", cellLoc="center")
     tab.auto_set_font_size(False)
     tab.set_fontsize(7)
     tab.scale(1, 1.6)
@@ -87,7 +88,7 @@ def _table_page(pdf: PdfPages, title: str, table: pd.DataFrame, note: str = "") 
         if r == 0:
             cell.set_height(cell.get_height() * 2.2)
             cell.set_text_props(weight="bold")
-        elif c >= 0 and str(table.iat[r - 1, c]).startswith("**"):
+        elif c >= 1 and str(table.iat[r - 1, c - 1]).startswith("**"):
             cell.set_text_props(weight="bold")
     if note:
         fig.text(0.04, 0.04, note, fontsize=7, va="bottom")
