@@ -11,6 +11,8 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from brainuad.catalog import LEARNING_FREE  # noqa: E402  (torch-free)
+from brainuad.paths import eval_dir  # noqa: E402
+from brainuad import paths  # noqa: E402
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -125,8 +127,7 @@ wildcard_constraints:
 
 # ---------------------------------------------------------------- datasets and subjects
 def trainset_of(dataset):
-    ds = DATASETS[dataset]
-    return dataset if ds["role"] == "healthy" else ds["trainset"]
+    return paths.trainset_of(dataset, DATASETS)
 
 
 def raw_dir(wildcards):
@@ -195,10 +196,6 @@ def model_input(wildcards):
 
 
 # ---------------------------------------------------------------- targets
-def eval_dir(trainset, model, run, fold, dataset, scoring):
-    return f"results/eval/{trainset}/{model}/{run}/fold-{fold}/{dataset}/{scoring}"
-
-
 def table_metric_files(table_name):
     table = TABLES[table_name]
     files = []

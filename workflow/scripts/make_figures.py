@@ -6,6 +6,7 @@ import numpy as np
 
 from brainuad.data.pack import load_pack, subject_index
 from brainuad.evaluation.postprocess import binarize, postprocess
+from brainuad.paths import trainset_of
 from brainuad.reporting.figures import pick_example, qualitative_figure, training_curves
 from brainuad.utils import log_to, read_json
 
@@ -15,7 +16,7 @@ fold, opts = p.spec.get("fold", 0), p.options
 panels = []
 for ds in p.table["datasets"]:
     dcfg = p.datasets[ds]
-    trainset = ds if dcfg["role"] == "healthy" else dcfg["trainset"]
+    trainset = trainset_of(ds, p.datasets)
     pack = load_pack(f"results/data/{ds}/volumes.npz")
     example = None
     for row in p.table["rows"]:

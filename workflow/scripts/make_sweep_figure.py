@@ -4,6 +4,7 @@ import pandas as pd
 
 from brainuad.reporting.figures import sweep_figure
 from brainuad.reporting.tables import METRICS, aggregate
+from brainuad.paths import eval_dir_lookup
 from brainuad.utils import log_to
 
 log = log_to(snakemake.log[0])
@@ -12,10 +13,7 @@ sw = p.sweep
 datasets = p.datasets
 
 
-def eval_dir(model, run, fold, dataset, scoring):
-    ds = datasets[dataset]
-    return f"results/eval/{ds.get('trainset', dataset)}/{model}/{run}/fold-{fold}/{dataset}/{scoring}"
-
+eval_dir = eval_dir_lookup(datasets)
 
 metric = sw.get("metric", "dice_oracle")
 parts = []

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from brainuad.reporting.tables import aggregate, to_latex, to_markdown, wide
+from brainuad.paths import eval_dir_lookup
 from brainuad.utils import log_to
 
 log = log_to(snakemake.log[0])
@@ -10,11 +11,7 @@ p = snakemake.params
 datasets = p.datasets
 
 
-def eval_dir(model, run, fold, dataset, scoring):
-    ds = datasets[dataset]
-    trainset = dataset if ds["role"] == "healthy" else ds["trainset"]
-    return f"results/eval/{trainset}/{model}/{run}/fold-{fold}/{dataset}/{scoring}"
-
+eval_dir = eval_dir_lookup(datasets)
 
 long = aggregate(p.spec, eval_dir, p.folds, p.models, datasets, default_run=p.run)
 long.to_csv(snakemake.output.tsv, sep="\t", index=False)
