@@ -86,12 +86,4 @@ def _load_builtin():
     if _loaded:
         return
     _loaded = True
-    from . import residual  # noqa: F401
-    import importlib
-
-    for mod in ("ssim", "mahalanobis"):
-        try:
-            importlib.import_module(f"{__name__}.{mod}")
-        except ModuleNotFoundError as err:  # module not written yet
-            if err.name != f"{__name__}.{mod}":
-                raise
+    from . import mahalanobis, residual, ssim  # noqa: F401  (registration happens on import)
