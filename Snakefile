@@ -1,5 +1,5 @@
 # brainuad: deep generative models for unsupervised anomaly detection in brain MRI.
-# Targets: all_tables (tables + report, the default), all_models, report.
+# Targets: all_tables (tables + sweeps + report, the default), all_models, all_sweeps.
 # Data flow and path scheme: see README.md and ../shared/design/ARCHITECTURE.md.
 
 from pathlib import Path
@@ -20,6 +20,7 @@ include: "workflow/rules/report.smk"
 localrules:
     all_tables,
     all_models,
+    all_sweeps,
 
 
 rule all_tables:
@@ -33,3 +34,8 @@ rule all_tables:
 rule all_models:
     input:
         all_model_files(),
+
+
+rule all_sweeps:
+    input:
+        all_sweep_files(),

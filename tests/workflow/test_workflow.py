@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,6 +104,37 @@ def test_smoke_run_builds_scoring_sweep_and_mhd_figure(smoke_run):
     assert (results / "figures" / "sweep_mhd_n.png").stat().st_size > 10_000
 
 
+def test_smoke_run_builds_model_sweeps(smoke_run):
+    workdir, _ = smoke_run
+    results = workdir / "results"
+    sweep = pd.read_csv(results / "tables" / "sweep_latent.tsv", sep="\t")
+    assert set(zip(sweep["model"], sweep["run"])) == {("ae", "latent~4"), ("vae", "latent~4"),
+                                                      ("ae", "default"), ("vae", "default")}
+    assert set(sweep["metric"]) == {"dice_oracle", "auprc"} and sweep["mean"].between(0, 1).all()
+    ckpt = torch.load(results / "models/healthy_t2/vae/latent~4/fold-0/model.pt", weights_only=False)
+    assert ckpt["hparams"]["latent_dim"] == 4  # the row's override reached the model
+    # a row that changes only reconstruction settings reuses the default run's weights
+    assert not (results / "models/healthy_t2/vae/n~2").exists()
+    with np.load(results / "recon/healthy_t2/vae/n~2/fold-0/tumour_t2.npz") as z:
+        assert z["recons"].shape[0] == 2
+    assert (results / "figures" / "sweep_latent.png").stat().st_size > 10_000
+
+
+def test_editing_one_sweep_row_reruns_only_that_row(smoke_run, tmp_path):
+    workdir, _ = smoke_run
+    table = tmp_path / "latent.tsv"
+    table.write_text("latent\n4\n8\n")  # row 4 unchanged, row 8 new
+
+    def change(cfg):
+        cfg["sweeps"]["latent"]["table"] = str(table)
+
+    out = snakemake(workdir, "-n", "all_sweeps", config=_variant(tmp_path, change)).stdout
+    counts = job_counts(out)
+    assert counts.get("train") == 4, counts  # 2 models x 2 folds of the new row only
+    assert "latent~4" not in "".join(line for line in out.splitlines() if line.strip().startswith("output:"))
+    assert set(counts) <= {"train", "reconstruct", "score", "evaluate", "sweep_figure", "all_sweeps"}, counts
+
+
 def test_second_run_schedules_nothing(smoke_run):
     workdir, _ = smoke_run
     out = snakemake(workdir, "-n", "all_tables").stdout
@@ -155,3 +187,13 @@ def test_invalid_config_gives_a_clear_message(tmp_path):
 
     proc = snakemake(tmp_path, "-n", "all_tables", config=_variant(tmp_path, change2), check=False)
     assert proc.returncode != 0 and "median" in proc.stdout + proc.stderr
+
+    bad_table = tmp_path / "bad.tsv"
+    bad_table.write_text("latent\tdepth\n4\t2\n")
+
+    def change3(cfg):
+        cfg["sweeps"]["latent"]["table"] = str(bad_table)
+
+    proc = snakemake(tmp_path, "-n", "all_tables", config=_variant(tmp_path, change3), check=False)
+    assert proc.returncode != 0
+    assert f"{bad_table}: column 'depth' is not mapped under sweeps.latent.set" in proc.stdout + proc.stderr

@@ -1,12 +1,14 @@
 # Config loading, validation, wildcard constraints and path helpers shared by all rules.
 
+import copy
 import functools
 import re
 import sys
 from pathlib import Path
 
 import pandas as pd
-from snakemake.utils import validate
+import yaml
+from snakemake.utils import Paramspace, validate
 
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
@@ -45,6 +47,70 @@ SCORINGS = _expand_scorings()
 TABLES = config["tables"]
 FOLDS = list(range(config["splits"]["folds"]))
 RUN = "default"
+MODEL_SWEEPS = config.get("sweeps", {})
+OVERRIDE_SECTIONS = ("hparams", "train", "reconstruct")
+
+
+def _sweep_table_path(name, spec):
+    """A sweep table path as given, else relative to the working directory, else to the workflow folder."""
+    path = Path(spec["table"])
+    if path.is_absolute() or path.exists():
+        return path
+    return Path(workflow.basedir) / path
+
+
+def _read_sweep(name, spec):
+    """Rows of one model sweep table -> {run id: {"section.key": value}} via snakemake.utils.Paramspace.
+
+    Each TSV row is one run; its id is Paramspace's instance pattern (``col~value`` joined by ``__``),
+    so the run wildcard names exactly what changed and editing one row reruns that row only."""
+    path = _sweep_table_path(name, spec)
+    if not path.exists():
+        raise ValueError(f"config error: sweeps.{name}.table: {path} does not exist")
+    try:
+        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
+    except Exception as err:
+        raise ValueError(f"config error: sweeps.{name}.table: {path} is not a readable TSV ({err})")
+    if df.empty:
+        raise ValueError(f"config error: sweeps.{name}.table: {path} has no rows")
+    for col in df.columns:
+        if col not in spec["set"]:
+            raise ValueError(f"config error: {path}: column {col!r} is not mapped under sweeps.{name}.set")
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", col) or "__" in col:
+            raise ValueError(f"config error: {path}: column {col!r} must be a plain name (letters, digits, single _)")
+    space = Paramspace(df, filename_params="*", param_sep="~", filename_sep="__")
+    runs = {}
+    for (_, row), run in zip(df.iterrows(), space.instance_patterns):
+        if not re.fullmatch(r"[A-Za-z0-9_.+~=-]+", run):
+            raise ValueError(f"config error: {path}: row {dict(row)} gives the run id {run!r}; "
+                             "values may hold only letters, digits and . + - =")
+        if run in runs:
+            raise ValueError(f"config error: {path}: duplicate row {dict(row)}")
+        runs[run] = {spec["set"][col]: yaml.safe_load(row[col]) for col in df.columns}
+    return runs
+
+
+def _collect_runs():
+    """{(model, run): overrides} for every model sweep row; "default" has none."""
+    runs = {}
+    for name, spec in MODEL_SWEEPS.items():
+        for key in spec["set"].values():
+            if key.split(".")[0] not in OVERRIDE_SECTIONS or "." not in key:
+                sections = ", ".join(f"{section}." for section in OVERRIDE_SECTIONS)
+                raise ValueError(f"config error: sweeps.{name}.set: {key!r} must start with one of {sections}")
+        for model in spec["models"]:
+            if model not in MODELS:
+                raise ValueError(f"config error: sweeps.{name}.models: unknown model {model!r}")
+            for run, overrides in _read_sweep(name, spec).items():
+                if runs.get((model, run), overrides) != overrides:
+                    raise ValueError(f"config error: sweeps.{name}: run {run!r} of {model} means different "
+                                     "settings in two sweeps; rename a column")
+                runs[(model, run)] = overrides
+    return runs
+
+
+RUNS = _collect_runs()
+RUN_IDS = sorted({run for _, run in RUNS} | {RUN})
 LIB = [str(p) for p in sorted(Path(workflow.basedir).glob("src/brainuad/**/*.py"))]
 
 
@@ -85,6 +151,18 @@ def _check_config():
         for ds in sweep["datasets"]:
             if ds not in DATASETS or DATASETS[ds]["role"] != "pathology":
                 _config_error(f"scoring_sweeps.{sname}: {ds!r} is not a pathology dataset")
+    for sname, spec in MODEL_SWEEPS.items():
+        if sname in SWEEPS:
+            _config_error(f"sweeps.{sname}: the name is also a scoring sweep; sweep names must be unique")
+        if spec.get("x") and spec["x"] not in spec["set"]:
+            _config_error(f"sweeps.{sname}.x: {spec['x']!r} is not a column under set")
+        if spec.get("scoring", "l1") not in SCORINGS:
+            _config_error(f"sweeps.{sname}.scoring: unknown scoring {spec.get('scoring')!r}")
+        if spec.get("reference") not in (None, RUN):
+            _config_error(f"sweeps.{sname}.reference: only {RUN!r} (the configured model) can be the reference")
+        for ds in spec["datasets"]:
+            if ds not in DATASETS or DATASETS[ds]["role"] != "pathology":
+                _config_error(f"sweeps.{sname}: {ds!r} is not a pathology dataset")
     mf = config["report"].get("mhd_figure")
     if mf:
         if mf["model"] not in MODELS or mf["dataset"] not in DATASETS:
@@ -120,7 +198,7 @@ wildcard_constraints:
     scoring=_alternatives(SCORINGS),
     source=_alternatives(config["sources"]),
     fold=r"\d+",
-    run=r"[A-Za-z0-9_.=+-]+",
+    run=_alternatives(RUN_IDS),
     subject=r"[A-Za-z0-9_.+-]+",
     cohort=r"[A-Za-z0-9_]+",
 
@@ -165,8 +243,28 @@ def preprocessed_files(wildcards):
 
 
 # ---------------------------------------------------------------- models
-def model_entry(model):
-    return MODELS[model]
+def model_entry(model, run=RUN):
+    """The model's config entry with the overrides of sweep row ``run`` applied."""
+    entry = MODELS[model]
+    overrides = RUNS.get((model, run), {})
+    if run != RUN and (model, run) not in RUNS:
+        raise ValueError(f"run {run!r} is not a sweep row of model {model!r}")
+    if not overrides:
+        return entry
+    entry = copy.deepcopy(entry)
+    for key, value in overrides.items():
+        section, field = key.split(".", 1)
+        entry.setdefault(section, {})[field] = value
+    return entry
+
+
+def train_run(model, run):
+    """The run whose trained weights ``run`` uses: rows that only change reconstruction settings
+    (e.g. t_test) reuse the default run's model instead of training again."""
+    overrides = RUNS.get((model, run), {})
+    if any(key.split(".")[0] in ("hparams", "train") for key in overrides):
+        return run
+    return RUN
 
 
 def is_trainable(model):
@@ -174,25 +272,26 @@ def is_trainable(model):
 
 
 def model_hparams(wildcards):
-    return canon(model_entry(wildcards.model).get("hparams", {}))
+    return canon(model_entry(wildcards.model, wildcards.run).get("hparams", {}))
 
 
 def train_settings(wildcards):
     settings = {"seed": config["seed"] + int(wildcards.fold)}
-    settings.update(model_entry(wildcards.model).get("train", {}))
+    settings.update(model_entry(wildcards.model, wildcards.run).get("train", {}))
     return canon(settings)
 
 
 def reconstruct_settings(wildcards):
     settings = dict(config["reconstruct"])
-    settings.update(model_entry(wildcards.model).get("reconstruct", {}))
+    settings.update(model_entry(wildcards.model, wildcards.run).get("reconstruct", {}))
     return canon(settings)
 
 
 def model_input(wildcards):
     if not is_trainable(wildcards.model):
         return []
-    return f"results/models/{wildcards.trainset}/{wildcards.model}/{wildcards.run}/fold-{wildcards.fold}/model.pt"
+    run = train_run(wildcards.model, wildcards.run)
+    return f"results/models/{wildcards.trainset}/{wildcards.model}/{run}/fold-{wildcards.fold}/model.pt"
 
 
 # ---------------------------------------------------------------- targets
@@ -245,29 +344,49 @@ def qualitative_inputs():
     return sorted(set(files))
 
 
-# ---------------------------------------------------------------- scoring sweeps and the MHD figure
+# ---------------------------------------------------------------- sweeps and the MHD figure
+ALL_SWEEPS = [*SWEEPS, *MODEL_SWEEPS]
+
+
 def sweep_ids(wildcards):
-    sweep = SWEEPS[wildcards.sweep]
-    return [sweep_value_id(sweep, v) for v in sweep["values"]]
+    """Scoring ids of a scoring sweep's values ([] for a model sweep)."""
+    sweep = SWEEPS.get(wildcards.sweep)
+    return [sweep_value_id(sweep, v) for v in sweep["values"]] if sweep else []
 
 
-def sweep_inputs(wildcards):
-    sweep = SWEEPS[wildcards.sweep]
-    ids = [sweep_value_id(sweep, v) for v in sweep["values"]]
-    if sweep.get("reference"):
-        ids.append(sweep["reference"])
+def sweep_points(wildcards):
+    """Model sweep: one ``{"run", "value"}`` per table row, value = the row's x column ([] for a scoring sweep)."""
+    spec = MODEL_SWEEPS.get(wildcards.sweep)
+    if not spec:
+        return []
+    x = spec.get("x") or next(iter(spec["set"]))
+    runs = _read_sweep(wildcards.sweep, spec)
+    return [{"run": run, "value": overrides[spec["set"][x]]} for run, overrides in runs.items()]
+
+
+def _eval_files(model, run, scoring, datasets):
     files = []
-    for ds in sweep["datasets"]:
+    for ds in datasets:
         for fold in FOLDS:
-            for sid in ids:
-                d = eval_dir(trainset_of(ds), sweep["model"], RUN, fold, ds, sid)
-                files += [f"{d}/metrics.tsv", f"{d}/threshold.json"]
+            d = eval_dir(trainset_of(ds), model, run, fold, ds, scoring)
+            files += [f"{d}/metrics.tsv", f"{d}/threshold.json"]
     return files
 
 
+def sweep_inputs(wildcards):
+    if wildcards.sweep in MODEL_SWEEPS:
+        spec = MODEL_SWEEPS[wildcards.sweep]
+        runs = [pt["run"] for pt in sweep_points(wildcards)] + ([spec["reference"]] if spec.get("reference") else [])
+        return [f for model in spec["models"] for run in runs
+                for f in _eval_files(model, run, spec.get("scoring", "l1"), spec["datasets"])]
+    sweep = SWEEPS[wildcards.sweep]
+    ids = sweep_ids(wildcards) + ([sweep["reference"]] if sweep.get("reference") else [])
+    return [f for sid in ids for f in _eval_files(sweep["model"], RUN, sid, sweep["datasets"])]
+
+
 def all_sweep_files():
-    return expand("results/figures/sweep_{sweep}.png", sweep=SWEEPS) + expand(
-        "results/tables/sweep_{sweep}.tsv", sweep=SWEEPS)
+    return expand("results/figures/sweep_{sweep}.png", sweep=ALL_SWEEPS) + expand(
+        "results/tables/sweep_{sweep}.tsv", sweep=ALL_SWEEPS)
 
 
 def mhd_figure_inputs():
@@ -287,4 +406,4 @@ def report_figures():
     figs = ["results/figures/qualitative.png", "results/figures/training_curves.png"]
     if config["report"].get("mhd_figure"):
         figs.append("results/figures/mhd.png")
-    return figs + expand("results/figures/sweep_{sweep}.png", sweep=SWEEPS)
+    return figs + expand("results/figures/sweep_{sweep}.png", sweep=ALL_SWEEPS)

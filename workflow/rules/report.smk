@@ -49,7 +49,7 @@ rule report:
     input:
         tables=expand("results/tables/{table}.tsv", table=TABLES),
         figures=report_figures(),
-        sweeps=expand("results/tables/sweep_{sweep}.tsv", sweep=SWEEPS),
+        sweeps=expand("results/tables/sweep_{sweep}.tsv", sweep=ALL_SWEEPS),
     output:
         "results/report/benchmark.pdf",
     log:
@@ -58,7 +58,7 @@ rule report:
         "../../envs/report.yaml"
     params:
         tables=canon(TABLES),
-        sweeps=canon(SWEEPS),
+        sweeps=canon({**SWEEPS, **MODEL_SWEEPS}),
         title=config["report"]["title"],
         config=canon(config),
         benchmarks="results/benchmarks",
@@ -77,8 +77,10 @@ rule sweep_figure:
     conda:
         "../../envs/report.yaml"
     params:
-        sweep=lambda wc: canon(SWEEPS[wc.sweep]),
+        kind=lambda wc: "model" if wc.sweep in MODEL_SWEEPS else "scoring",
+        sweep=lambda wc: canon(MODEL_SWEEPS.get(wc.sweep) or SWEEPS[wc.sweep]),
         ids=sweep_ids,
+        points=sweep_points,
         models=canon(MODELS),
         datasets=canon(DATASETS),
         folds=FOLDS,

@@ -40,10 +40,15 @@ for fig in snakemake.input.figures[2:]:
                         "full covariance. Cyan: ground truth."))
     elif name.startswith("sweep_"):
         sw = p.sweeps[name[len("sweep_"):]]
+        if "table" in sw:  # a model sweep (rows of a config/sweeps table)
+            what = (f"Models {', '.join(sw['models'])}, one run per row of {sw['table']} "
+                    f"({', '.join(f'{c} -> {k}' for c, k in sw['set'].items())}), scoring {sw.get('scoring', 'l1')}; "
+                    f"dashed: {sw.get('reference_label', 'the configured model') if sw.get('reference') else 'no reference'}.")
+        else:
+            what = (f"Scoring {sw['scoring']} with {sw['param']} in {sw['values']} for model {sw['model']}; "
+                    f"dashed: {sw.get('reference', 'no reference')}.")
         figures.append((sw.get("title", name), fig,
-                        f"Scoring {sw['scoring']} with {sw['param']} in {sw['values']} for model {sw['model']}; "
-                        f"mean ± std across folds; dashed: {sw.get('reference', 'no reference')}. "
-                        f"Numbers in results/tables/{name}.tsv."))
+                        f"{what} Mean ± std across folds. Numbers in results/tables/{name}.tsv."))
 build_report(snakemake.output[0], title=p.title, tables=tables, figures=figures,
              config_text=yaml.safe_dump(p.config, sort_keys=False), benchmark_dir=p.benchmarks,
              extra_provenance={"config files": " ".join(str(f) for f in getattr(snakemake, "configfiles", [])) or "-",

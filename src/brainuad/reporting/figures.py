@@ -101,41 +101,48 @@ def training_curves(logs: dict[str, str | Path], path: str | Path, smooth: int =
     plt.close(fig)
 
 
-def sweep_figure(long: pd.DataFrame, path: str | Path, *, param: str, metric_label: str,
+def sweep_figure(long: pd.DataFrame, path: str | Path, *, param: str, metric_labels: dict[str, str],
                  reference: pd.DataFrame | None = None, reference_label: str = "reference",
                  title: str = "") -> None:
-    """A metric against a swept scoring parameter, one line per dataset (Figure 4.4 analogue).
+    """Metrics against a swept parameter: one panel per metric, one line per series (Figures 4.2 / 4.4).
 
     Parameters
     ----------
-    long : DataFrame with columns ``dataset_label, value, mean, std`` (one line per dataset and value)
+    long : DataFrame with columns ``series, metric, value, mean, std`` (one point per series, metric
+        and swept value; a series is a dataset, or a model on a dataset)
     path : output image file
     param : name of the swept parameter (x axis)
-    metric_label : y axis label
-    reference : optional DataFrame ``dataset_label, mean`` drawn as dashed horizontal lines
-        (e.g. SSIM-ens next to the SSIM σ sweep)
+    metric_labels : {metric: y-axis label}, in panel order
+    reference : optional DataFrame ``series, metric, mean`` drawn as dashed horizontal lines in the
+        series' colour (e.g. SSIM-ens next to the SSIM σ sweep, or the ENS level next to t_test)
     """
-    fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    metrics = list(metric_labels)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics) + 0.8, 3.8), squeeze=False)
     cmap = plt.get_cmap("tab10")
-    for k, (ds, df) in enumerate(long.groupby("dataset_label", sort=False)):
-        df = df.sort_values("value")
-        color = cmap(k % 10)
-        ax.errorbar(df["value"], df["mean"], yerr=df["std"].fillna(0), marker="o", ms=4, capsize=2, color=color,
-                    label=ds)
-        if df["mean"].notna().any():  # marker at the best value of the sweep
-            best = df.loc[df["mean"].idxmax()]
-            ax.plot(best["value"], best["mean"], "*", ms=11, color=color, mec="k", mew=0.5)
+    series = list(dict.fromkeys(long["series"]))
+    for ax, metric in zip(axes[0], metrics):
+        part = long[long["metric"] == metric]
+        for k, name in enumerate(series):
+            df = part[part["series"] == name].sort_values("value")
+            if df.empty:
+                continue
+            color = cmap(k % 10)
+            ax.errorbar(df["value"], df["mean"], yerr=df["std"].fillna(0), marker="o", ms=4, capsize=2,
+                        color=color, label=name)
+            if df["mean"].notna().any():  # marker at the best value of the sweep
+                best = df.loc[df["mean"].idxmax()]
+                ax.plot(best["value"], best["mean"], "*", ms=11, color=color, mec="k", mew=0.5)
+            if reference is not None:
+                ref = reference[(reference["series"] == name) & (reference["metric"] == metric)]
+                if len(ref) and np.isfinite(ref["mean"].iloc[0]):
+                    ax.axhline(float(ref["mean"].iloc[0]), ls="--", lw=1, color=color)
         if reference is not None:
-            ref = reference[reference["dataset_label"] == ds]
-            if len(ref):
-                ax.axhline(float(ref["mean"].iloc[0]), ls="--", lw=1, color=color)
-    if reference is not None:
-        ax.plot([], [], "k--", lw=1, label=reference_label)
-    ax.set_xlabel(param)
-    ax.set_ylabel(metric_label)
+            ax.plot([], [], "k--", lw=1, label=reference_label)
+        ax.set_xlabel(param)
+        ax.set_ylabel(metric_labels[metric])
+        ax.legend(fontsize=7)
     if title:
-        ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)

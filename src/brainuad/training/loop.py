@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..models import build
+from .augment import from_config as augment_from_config
 
 
 @dataclass
@@ -51,6 +52,11 @@ class TrainSettings:
         Mixed precision (bfloat16 autocast) on CUDA; ignored on CPU.
     grad_clip : float
         Clip the gradient norm to this value; 0 disables.
+    augment : dict or None
+        Training-time intensity augmentation (:mod:`brainuad.training.augment`): None = off; otherwise
+        the :func:`~brainuad.training.augment.from_config` options, e.g. the thesis probabilities
+        ``{"blur_p": 0.25, "bias_p": 0.25, "gamma_p": 0.5, "ghost_p": 0.5}``. Applied on the CPU to
+        2D training batches only, drawing from the batch-sampling generator (resumes bit-identically).
     """
 
     max_steps: int = 1000
@@ -63,6 +69,7 @@ class TrainSettings:
     seed: int = 3141
     amp: bool = True
     grad_clip: float = 0.0
+    augment: dict | None = None
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -209,6 +216,9 @@ def fit(
     if not getattr(model, "trainable", True):
         raise ValueError(f"model {arch!r} is learning-free and has nothing to train")
     input_dims = model.input_dims
+    augmenter = augment_from_config(settings.augment)
+    if augmenter is not None and input_dims != 2:
+        raise ValueError(f"settings.augment is implemented for 2D slice models only; {arch!r} takes 3D volumes")
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     use_amp = settings.amp and dev.type == "cuda"
     sample_gen = torch.Generator().manual_seed(settings.seed + 1)
@@ -252,7 +262,10 @@ def fit(
     with _StopFlag() as stop, tqdm(total=settings.max_steps, initial=step, disable=not progress,
                                    mininterval=5.0, desc=f"train {arch}") as bar:
         while step < settings.max_steps:
-            batch = sample_batch(train_volumes, input_dims, settings.batch_size, sample_gen).to(dev)
+            batch = sample_batch(train_volumes, input_dims, settings.batch_size, sample_gen)
+            if augmenter is not None:
+                batch = augmenter(batch, sample_gen)
+            batch = batch.to(dev)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
                 loss = model.loss(batch, generator=model_gen)
             if not torch.isfinite(loss):
