@@ -22,7 +22,7 @@ from typing import Callable
 import torch.nn as nn
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
-_BUILTIN_MODULES = ("autoencoders", "baselines")
+_BUILTIN_MODULES = ("autoencoders", "baselines", "diffusion")
 
 
 def register(name: str):
@@ -48,6 +48,19 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+#: constructor keywords that only initialise weights (e.g. a pre-trained encoder file); dropped when a
+#: model is rebuilt from its own checkpoint, whose state dict already holds those weights
+INIT_ONLY = ("pretrained_encoder",)
+
+
+def model_class(name: str) -> Callable[..., nn.Module]:
+    """The constructor registered as ``name`` (KeyError listing the available names)."""
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; available: {', '.join(available())}")
+    return _REGISTRY[name]
+
+
 def build(name: str, **hparams) -> nn.Module:
     """Instantiate the model registered as ``name`` with keyword hyper-parameters.
 
@@ -58,10 +71,8 @@ def build(name: str, **hparams) -> nn.Module:
     TypeError
         A hyper-parameter the model does not accept (the message names it).
     """
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; available: {', '.join(available())}")
+    cls = model_class(name)
     try:
-        return _REGISTRY[name](**hparams)
+        return cls(**hparams)
     except TypeError as err:
         raise TypeError(f"model {name!r}: {err}") from err

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models import build
+from ..models import INIT_ONLY, build
 from .augment import from_config as augment_from_config
 
 
@@ -318,6 +318,7 @@ def _write_log(rows: list[dict], path: Path) -> None:
 def load_model(path: str | Path, device: str = "auto") -> torch.nn.Module:
     """Rebuild a model from a ``model.pt`` written by :func:`fit`, in eval mode on ``device``."""
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    model = build(ckpt["arch"], **ckpt["hparams"])
+    hparams = {k: v for k, v in ckpt["hparams"].items() if k not in INIT_ONLY}
+    model = build(ckpt["arch"], **hparams)
     model.load_state_dict(ckpt["state_dict"])
     return model.to(resolve_device(device)).eval()
