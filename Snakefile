@@ -15,6 +15,7 @@ include: "workflow/rules/reconstruct.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/analysis.smk"
 
 
 localrules:

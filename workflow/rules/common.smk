@@ -20,6 +20,18 @@ validate(config, "../schemas/config.schema.yaml")
 
 DATASETS = config["datasets"]
 MODELS = config["models"]
+
+
+def _inherit_weights_from(models):
+    """A ``weights_from`` model (e.g. an ENS variant) takes arch, hparams, train and pretrain of its source."""
+    for entry in models.values():
+        source = models.get(entry.get("weights_from"))
+        for key in ("arch", "hparams", "train", "pretrain"):
+            if source is not None and not entry.get(key) and key in source:  # absent or a schema default {}
+                entry[key] = copy.deepcopy(source[key])
+
+
+_inherit_weights_from(MODELS)
 SWEEPS = config.get("scoring_sweeps", {})
 
 
@@ -151,6 +163,16 @@ def _check_config():
         for ds in sweep["datasets"]:
             if ds not in DATASETS or DATASETS[ds]["role"] != "pathology":
                 _config_error(f"scoring_sweeps.{sname}: {ds!r} is not a pathology dataset")
+    for mname, entry in MODELS.items():
+        source = entry.get("weights_from")
+        if source is None:
+            continue
+        if source not in MODELS or MODELS[source].get("weights_from"):
+            _config_error(f"models.{mname}.weights_from: {source!r} must name a model that trains its own weights")
+        for key in ("arch", "hparams", "train", "pretrain"):
+            if entry.get(key, MODELS[source].get(key)) != MODELS[source].get(key):
+                _config_error(f"models.{mname}.{key} differs from models.{source}.{key}; a weights_from model may "
+                              "change only label and reconstruct settings")
     for sname, spec in MODEL_SWEEPS.items():
         if sname in SWEEPS:
             _config_error(f"sweeps.{sname}: the name is also a scoring sweep; sweep names must be unique")
@@ -163,6 +185,16 @@ def _check_config():
         for ds in spec["datasets"]:
             if ds not in DATASETS or DATASETS[ds]["role"] != "pathology":
                 _config_error(f"sweeps.{sname}: {ds!r} is not a pathology dataset")
+    dsh = config["report"].get("domain_shift")
+    if dsh:
+        if DATASETS.get(dsh["trainset"], {}).get("role") != "healthy":
+            _config_error(f"report.domain_shift.trainset: {dsh['trainset']!r} is not a healthy dataset")
+        for m in dsh["models"]:
+            if m not in MODELS or MODELS[m]["arch"] in LEARNING_FREE:
+                _config_error(f"report.domain_shift.models: {m!r} is not a trainable model")
+    it = config["report"].get("inference_time")
+    if it and it["table"] not in TABLES:
+        _config_error(f"report.inference_time.table: unknown table {it['table']!r}")
     mf = config["report"].get("mhd_figure")
     if mf:
         if mf["model"] not in MODELS or mf["dataset"] not in DATASETS:
@@ -186,6 +218,57 @@ def _check_config():
 
 _check_config()
 
+# preprocess keys that fix the output grid: a pathology set must match its training set in these
+GRID_KEYS = ("spacing_mm", "crop_pad", "downsample", "slice_crop")
+
+
+def source_of(dataset):
+    return config["sources"][DATASETS[dataset]["source"]]
+
+
+def preprocess_options(dataset):
+    """The preprocess section with the overrides of the dataset's source applied."""
+    return {**config["preprocess"], **source_of(dataset).get("preprocess", {})}
+
+
+def _check_sources():
+    """Data sources: cohorts, adapter options and per-source preprocess overrides (parse time: reads the
+    config only; the raw data are first opened by the manifest job)."""
+    import jsonschema
+
+    schema = yaml.safe_load((Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    preprocess_schema = jsonschema.Draft202012Validator(schema["properties"]["preprocess"])
+    for sname, src in config["sources"].items():
+        for key in ("sequence", "strict"):
+            if src["kind"] != "phantom" and key in src.get("options", {}):
+                _config_error(f"sources.{sname}.options.{key}: set it as "
+                              + ("datasets.<name>.sequence" if key == "sequence" else f"sources.{sname}.strict"))
+        if src.get("preprocess"):
+            merged = {**config["preprocess"], **src["preprocess"]}
+            for error in preprocess_schema.iter_errors(merged):
+                where = ".".join(str(p) for p in error.absolute_path)
+                _config_error(f"sources.{sname}.preprocess.{where}: {error.message}")
+    for name, ds in DATASETS.items():
+        src = source_of(name)
+        cohorts = src.get("cohorts", {})
+        if src["kind"] == "phantom":
+            if ds["cohort"] not in cohorts:
+                _config_error(f"datasets.{name}.cohort {ds['cohort']!r} is not a cohort of sources.{ds['source']} "
+                              f"({', '.join(cohorts) or 'none'})")
+        elif ds["cohort"] != "all" and ds["cohort"] not in cohorts:
+            _config_error(f"datasets.{name}.cohort {ds['cohort']!r}: use 'all' or a key of "
+                          f"sources.{ds['source']}.cohorts ({', '.join(cohorts) or 'none defined'})")
+        ts = ds.get("trainset")
+        if ds["role"] == "pathology" and ts in DATASETS:
+            mine, theirs = preprocess_options(name), preprocess_options(ts)
+            for key in GRID_KEYS:
+                if mine.get(key) != theirs.get(key):
+                    _config_error(f"datasets.{name}: preprocess {key} {mine.get(key)} differs from that of its "
+                                  f"trainset {ts} ({theirs.get(key)}); the volumes must have the same grid")
+
+
+_check_sources()
+
 
 def _alternatives(names):
     return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
@@ -196,6 +279,7 @@ wildcard_constraints:
     trainset=_alternatives(DATASETS),
     model=_alternatives(MODELS),
     scoring=_alternatives(SCORINGS),
+    table=_alternatives(TABLES),
     source=_alternatives(config["sources"]),
     fold=r"\d+",
     run=_alternatives(RUN_IDS),
@@ -209,8 +293,25 @@ def trainset_of(dataset):
 
 
 def raw_dir(wildcards):
+    """Phantom: the generated cohort folder. Real data: no input file (the raw data are outside the
+    workflow; the manifest job scans them and records a checksum of every file)."""
     ds = DATASETS[wildcards.dataset]
+    if source_of(wildcards.dataset)["kind"] != "phantom":
+        return []
     return f"results/raw/{ds['source']}/{ds['cohort']}"
+
+
+def scan_settings(dataset):
+    """Adapter call of a real-data dataset: kind, absolute root, options (source options, then the cohort's,
+    then the dataset's sequence), strict."""
+    ds, src = DATASETS[dataset], source_of(dataset)
+    if src["kind"] == "phantom":
+        return {"kind": "phantom"}
+    options = {**src.get("options", {}), **src.get("cohorts", {}).get(ds["cohort"], {})}
+    options.setdefault("source", ds["source"])
+    root = Path(src["root"]).expanduser()
+    return {"kind": src["kind"], "root": str(root if root.is_absolute() else Path.cwd() / root),
+            "options": options, "strict": bool(src.get("strict", False))}
 
 
 @functools.lru_cache(maxsize=None)
@@ -231,14 +332,39 @@ def raw_subject_files(wildcards):
     files = {"image": row["image"].iloc[0]}
     if row["seg"].iloc[0]:
         files["seg"] = row["seg"].iloc[0]
+    if "brain_mask" in row.columns and row["brain_mask"].iloc[0]:
+        files["brain_mask"] = row["brain_mask"].iloc[0]
     return files
+
+
+def subject_flags(wildcards):
+    """Manifest flags of one subject, handed to preprocessing (phantom manifests have none, so defaults)."""
+    table = manifest_table(wildcards.dataset)
+    row = table[table["subject"] == wildcards.subject].iloc[0]
+    return {
+        "registered": str(row.get("registered", "")).lower() == "true",
+        "skull_stripped": str(row.get("skull_stripped", "")).lower() == "true",
+        "lesion_values": str(row.get("seg_lesion_values", "")),
+        "ignore_values": str(row.get("seg_ignore_values", "")),
+    }
 
 
 def preprocessed_files(wildcards):
     subjects = manifest_table(wildcards.dataset)["subject"]
-    return {
+    files = {
         kind: expand(f"results/data/{wildcards.dataset}/nifti/{{subject}}_{kind}.nii.gz", subject=subjects)
-        for kind in ("image", "mask", "seg")
+        for kind in ("image", "mask", "seg", "ignore")
+    }
+    files["qc"] = expand(f"results/data/{wildcards.dataset}/nifti/{{subject}}_qc.json", subject=subjects)
+    return files
+
+
+def qc_inputs(wildcards):
+    """QC inputs of a dataset -- every subject's QC record, the pack and the manifest's exclusions."""
+    return {
+        "qc": preprocessed_files(wildcards)["qc"],
+        "volumes": f"results/data/{wildcards.dataset}/volumes.npz",
+        "exclusions": f"results/data/{wildcards.dataset}/exclusions.tsv",
     }
 
 
@@ -252,9 +378,12 @@ def model_entry(model, run=RUN):
     if not overrides:
         return entry
     entry = copy.deepcopy(entry)
-    for key, value in overrides.items():
-        section, field = key.split(".", 1)
-        entry.setdefault(section, {})[field] = value
+    for key, value in overrides.items():  # "section.key[.subkey...]"
+        *parents, field = key.split(".")
+        node = entry
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[field] = value
     return entry
 
 
@@ -287,11 +416,31 @@ def reconstruct_settings(wildcards):
     return canon(settings)
 
 
+def weights_model(model):
+    """The model whose trained weights ``model`` uses: itself, or ``weights_from`` (e.g. an ENS variant that
+    only changes the test-time noise levels of an already trained diffusion model)."""
+    return model_entry(model).get("weights_from", model)
+
+
 def model_input(wildcards):
     if not is_trainable(wildcards.model):
         return []
     run = train_run(wildcards.model, wildcards.run)
-    return f"results/models/{wildcards.trainset}/{wildcards.model}/{run}/fold-{wildcards.fold}/model.pt"
+    source = weights_model(wildcards.model)
+    return f"results/models/{wildcards.trainset}/{source}/{run}/fold-{wildcards.fold}/model.pt"
+
+
+def pretrain_input(wildcards):
+    """The SSL-pretrained encoder a model's training consumes (models with a ``pretrain`` section)."""
+    if not model_entry(wildcards.model, wildcards.run).get("pretrain"):
+        return []
+    return f"results/models/{wildcards.trainset}/{wildcards.model}/{wildcards.run}/fold-{wildcards.fold}/encoder.pt"
+
+
+def pretrain_settings(wildcards):
+    settings = {"seed": config["seed"] + int(wildcards.fold)}
+    settings.update(model_entry(wildcards.model, wildcards.run).get("pretrain") or {})
+    return canon(settings)
 
 
 # ---------------------------------------------------------------- targets
@@ -319,9 +468,10 @@ def all_model_files():
     for table in TABLES.values():
         for row in table["rows"]:
             if is_trainable(row["model"]):
+                run = train_run(row["model"], row.get("run", RUN))
                 for ds in table["datasets"]:
                     for fold in FOLDS:
-                        files.add(f"results/models/{trainset_of(ds)}/{row['model']}/{row.get('run', RUN)}/fold-{fold}/model.pt")
+                        files.add(f"results/models/{trainset_of(ds)}/{weights_model(row['model'])}/{run}/fold-{fold}/model.pt")
     return sorted(files)
 
 
@@ -389,6 +539,31 @@ def all_sweep_files():
         "results/tables/sweep_{sweep}.tsv", sweep=ALL_SWEEPS)
 
 
+def inference_time_jobs():
+    """Reconstruct outputs whose measured seconds per volume make the inference-time table:
+    ``[{"row", "file"}]`` for every row, dataset and fold of the configured table."""
+    spec = config["report"].get("inference_time")
+    if not spec:
+        return []
+    table = TABLES[spec["table"]]
+    jobs = []
+    for row in table["rows"]:
+        label = row.get("label") or MODELS[row["model"]].get("label", row["model"])
+        for ds in table["datasets"]:
+            for fold in FOLDS:
+                base = f"{trainset_of(ds)}/{row['model']}/{row.get('run', RUN)}/fold-{fold}"
+                jobs.append({"row": label, "file": f"results/recon/{base}/{ds}.npz"})
+    return jobs
+
+
+def domain_shift_jobs():
+    spec = config["report"].get("domain_shift")
+    if not spec:
+        return []
+    return [f"results/analysis/domain_shift/{spec['trainset']}/{m}/{RUN}/fold-{spec.get('fold', 0)}"
+            for m in spec["models"]]
+
+
 def mhd_figure_inputs():
     mf = config["report"].get("mhd_figure")
     if not mf:
@@ -406,4 +581,6 @@ def report_figures():
     figs = ["results/figures/qualitative.png", "results/figures/training_curves.png"]
     if config["report"].get("mhd_figure"):
         figs.append("results/figures/mhd.png")
+    if config["report"].get("domain_shift"):
+        figs.append("results/figures/domain_shift.png")
     return figs + expand("results/figures/sweep_{sweep}.png", sweep=ALL_SWEEPS)

@@ -1,4 +1,6 @@
-# Raw data -> manifest -> per-subject preprocessing -> packed arrays -> splits.
+# Raw data -> manifest (+ exclusions) -> per-subject preprocessing -> packed arrays -> splits; QC per dataset.
+# Real data (sources.<name>.kind other than phantom) are read in place: only the manifest job opens them
+# (adapters of brainuad.data.adapters), the Snakefile itself never reads a NIfTI header.
 
 
 rule make_phantom:
@@ -22,14 +24,18 @@ checkpoint manifest:
     input:
         raw=raw_dir,
     output:
-        "results/data/{dataset}/manifest.tsv",
+        manifest="results/data/{dataset}/manifest.tsv",
+        exclusions="results/data/{dataset}/exclusions.tsv",
     log:
         "logs/manifest/{dataset}.log",
+    benchmark:
+        "results/benchmarks/manifest/{dataset}.tsv"
     conda:
         "../../envs/preprocess.yaml"
     params:
-        kind=lambda wc: config["sources"][DATASETS[wc.dataset]["source"]]["kind"],
+        kind=lambda wc: source_of(wc.dataset)["kind"],
         sequence=lambda wc: DATASETS[wc.dataset]["sequence"],
+        scan=lambda wc: canon(scan_settings(wc.dataset)),
     script:
         "../scripts/make_manifest.py"
 
@@ -41,6 +47,7 @@ rule preprocess:
         image="results/data/{dataset}/nifti/{subject}_image.nii.gz",
         mask="results/data/{dataset}/nifti/{subject}_mask.nii.gz",
         seg="results/data/{dataset}/nifti/{subject}_seg.nii.gz",
+        ignore="results/data/{dataset}/nifti/{subject}_ignore.nii.gz",
         qc="results/data/{dataset}/nifti/{subject}_qc.json",
     log:
         "logs/preprocess/{dataset}/{subject}.log",
@@ -53,7 +60,10 @@ rule preprocess:
         mem_mb=4000,
         runtime=30,
     params:
-        options=canon(config["preprocess"]),
+        options=lambda wc: canon(preprocess_options(wc.dataset)),
+        subject=subject_flags,
+        source=lambda wc: DATASETS[wc.dataset]["source"],
+        strict=lambda wc: bool(source_of(wc.dataset).get("strict", False)),
     script:
         "../scripts/preprocess.py"
 
@@ -77,6 +87,7 @@ rule pack:
 rule splits:
     input:
         manifest="results/data/{dataset}/manifest.tsv",
+        volumes="results/data/{dataset}/volumes.npz",
     output:
         "results/splits/{dataset}.json",
     log:
@@ -88,5 +99,25 @@ rule splits:
         options=canon(config["splits"]),
         val=lambda wc: DATASETS[wc.dataset].get("val", 0.1),
         seed=config["seed"],
+        kind=lambda wc: source_of(wc.dataset)["kind"],
     script:
         "../scripts/make_splits.py"
+
+
+rule qc:
+    input:
+        unpack(qc_inputs),
+    output:
+        table="results/qc/{dataset}/qc.tsv",
+        figure="results/qc/{dataset}/qc.png",
+        exclusions="results/qc/{dataset}/exclusions.tsv",
+    log:
+        "logs/qc/{dataset}.log",
+    benchmark:
+        "results/benchmarks/qc/{dataset}.tsv"
+    conda:
+        "../../envs/report.yaml"
+    params:
+        label=lambda wc: DATASETS[wc.dataset].get("label", wc.dataset),
+    script:
+        "../scripts/qc.py"

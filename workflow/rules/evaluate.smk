@@ -15,8 +15,6 @@ rule evaluate:
         "results/benchmarks/evaluate/{trainset}/{model}/{run}/fold-{fold}/{dataset}/{scoring}.tsv"
     conda:
         "../../envs/evaluate.yaml"
-    group:
-        "evaluate"
     params:
         role=lambda wc: DATASETS[wc.dataset]["role"],
         options=canon(config["evaluation"]),

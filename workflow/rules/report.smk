@@ -50,6 +50,10 @@ rule report:
         tables=expand("results/tables/{table}.tsv", table=TABLES),
         figures=report_figures(),
         sweeps=expand("results/tables/sweep_{sweep}.tsv", sweep=ALL_SWEEPS),
+        qc_tables=expand("results/qc/{dataset}/qc.tsv", dataset=DATASETS),
+        qc_exclusions=expand("results/qc/{dataset}/exclusions.tsv", dataset=DATASETS),
+        qc_figures=expand("results/qc/{dataset}/qc.png", dataset=DATASETS),
+        inference=["results/tables/inference_time.tsv"] if config["report"].get("inference_time") else [],
     output:
         "results/report/benchmark.pdf",
     log:
@@ -58,8 +62,10 @@ rule report:
         "../../envs/report.yaml"
     params:
         tables=canon(TABLES),
+        inference_time=canon(config["report"].get("inference_time") or {}),
         sweeps=canon({**SWEEPS, **MODEL_SWEEPS}),
         title=config["report"]["title"],
+        datasets=canon(DATASETS),
         config=canon(config),
         benchmarks="results/benchmarks",
     script:
@@ -103,3 +109,20 @@ rule mhd_figure:
         options=canon(config["evaluation"]),
     script:
         "../scripts/make_mhd_figure.py"
+
+
+rule inference_time:
+    input:
+        [job["file"] for job in inference_time_jobs()],
+    output:
+        tsv="results/tables/inference_time.tsv",
+        md="results/tables/inference_time.md",
+    log:
+        "logs/inference_time/inference_time.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        spec=canon(config["report"].get("inference_time") or {}),
+        jobs=[{"row": job["row"]} for job in inference_time_jobs()],
+    script:
+        "../scripts/make_inference_time.py"

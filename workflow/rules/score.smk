@@ -13,8 +13,6 @@ rule score:
         "results/benchmarks/score/{trainset}/{model}/{run}/fold-{fold}/{dataset}/{scoring}.tsv"
     conda:
         "../../envs/torch.yaml"
-    group:
-        "evaluate"
     params:
         scoring=lambda wc: canon(SCORINGS[wc.scoring]),
     script:

@@ -1,9 +1,38 @@
-# Training (GPU on a cluster): one job per training set x model x run x fold.
+# Training (GPU on a cluster): one job per training set x model x run x fold, after the optional
+# self-supervised pre-training of a cDDPM encoder (models with a `pretrain` section).
 # Resumable state lives under work/ (not a declared output, so Snakemake never deletes it).
+
+
+rule pretrain_encoder:
+    input:
+        volumes="results/data/{trainset}/volumes.npz",
+        splits="results/splits/{trainset}.json",
+    output:
+        encoder="results/models/{trainset}/{model}/{run}/fold-{fold}/encoder.pt",
+        log="results/models/{trainset}/{model}/{run}/fold-{fold}/pretrain_log.tsv",
+    log:
+        "logs/pretrain_encoder/{trainset}/{model}/{run}/fold-{fold}.log",
+    benchmark:
+        "results/benchmarks/pretrain_encoder/{trainset}/{model}/{run}/fold-{fold}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=12 * 60,
+    params:
+        arch=lambda wc: model_entry(wc.model)["arch"],
+        hparams=model_hparams,
+        settings=pretrain_settings,
+        device=config["device"],
+    script:
+        "../scripts/pretrain_encoder.py"
 
 
 rule train:
     input:
+        unpack(lambda wc: {"encoder": pretrain_input(wc)} if pretrain_input(wc) else {}),
         volumes="results/data/{trainset}/volumes.npz",
         splits="results/splits/{trainset}.json",
     output:

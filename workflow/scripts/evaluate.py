@@ -15,11 +15,12 @@ pack = load_pack(snakemake.input.volumes)
 idx = subject_index(pack, subjects)
 images = pack["images"][idx].astype(np.float32)
 masks, segs = pack["masks"][idx], pack["segs"][idx]
+ignores = pack["ignore"][idx] if "ignore" in pack else None  # voxels left out of every metric
 with np.load(snakemake.input.recon) as z:
     # the reconstructions the scoring used: the first `samples` (all when unset), averaged
     recons = z["recons"][: snakemake.params.samples].astype(np.float32).mean(0) if "recons" in z.files else None
 common = dict(images=images if recons is not None else None, recons=recons, median=opts["median"],
-              erode=opts["erode"], erode_mode=opts.get("erode_mode", "2d"))
+              erode=opts["erode"], erode_mode=opts.get("erode_mode", "2d"), ignores=ignores)
 if snakemake.params.role == "healthy":
     summary, rows = evaluate_healthy(maps, masks, split, subjects, fprs=opts.get("healthy_fpr", [0.01]), **common)
 else:

@@ -1,11 +1,47 @@
-"""Write the manifest of one dataset (one row per subject)."""
+"""Write the manifest of one dataset (one row per subject) and its exclusions table.
 
+Phantom cohorts: :func:`brainuad.data.manifest.phantom_manifest` (no exclusions). Real data: the adapter
+of the source's kind (:func:`brainuad.data.adapters.scan`) reads the distribution in place (read-only;
+raw files are referenced by absolute path and checksummed); every subject it cannot use goes to
+``exclusions.tsv`` (source, subject, file, reason). With ``strict`` the first bad subject fails the job
+with its message.
+"""
+
+import sys
+
+import pandas as pd
+
+from brainuad.data.adapters import EXCLUSION_KEYS, manifest_frame, scan
 from brainuad.data.manifest import phantom_manifest, write_manifest
+from brainuad.errors import InputDataError
 from brainuad.utils import log_to
 
 log = log_to(snakemake.log[0])
-if snakemake.params.kind != "phantom":
-    raise ValueError(f"source kind {snakemake.params.kind!r} has no manifest adapter yet")
-table = phantom_manifest(snakemake.input.raw, snakemake.params.sequence)
-write_manifest(table, snakemake.output[0])
-log.info("%d subjects", len(table))
+settings = snakemake.params.scan
+exclusions = []
+if snakemake.params.kind == "phantom":
+    table = phantom_manifest(snakemake.input.raw, snakemake.params.sequence)
+else:
+    options = dict(settings["options"])
+    log.info("scanning %s data below %s (sequence %s, options %s, strict %s)", settings["kind"], settings["root"],
+             snakemake.params.sequence, options, settings["strict"])
+    try:
+        rows, exclusions = scan(settings["kind"], settings["root"], sequence=snakemake.params.sequence,
+                                strict=settings["strict"], **options)
+        if not rows:
+            reasons = "; ".join(bad["reason"] for bad in exclusions[:5]) + (" ..." if len(exclusions) > 5 else "")
+            raise InputDataError(settings["root"], f"no usable subject for dataset {snakemake.wildcards.dataset} "
+                                                   f"({len(exclusions)} excluded: {reasons})")
+    except InputDataError as error:
+        message = f"dataset {snakemake.wildcards.dataset}: {error}"
+        log.error(message)
+        print(f"InputDataError: {message}", file=sys.__stderr__, flush=True)  # shown by Snakemake, not only in the log
+        raise
+    for bad in exclusions:
+        log.warning("excluded %s: %s", bad["subject"], bad["reason"])
+    table = manifest_frame(rows)
+
+write_manifest(table, snakemake.output.manifest)
+excluded = pd.DataFrame(exclusions, columns=list(EXCLUSION_KEYS)).sort_values(["source", "subject"], kind="stable")
+excluded.to_csv(snakemake.output.exclusions, sep="\t", index=False)
+log.info("%d subjects, %d excluded", len(table), len(exclusions))

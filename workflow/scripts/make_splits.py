@@ -1,13 +1,30 @@
-"""Seeded splits of one dataset: healthy test + CV folds, or unhealthy val/test."""
+"""Splits of one dataset: seeded healthy test + CV folds, or unhealthy val/test; the author's split CSVs
+(``author_split`` sources) are taken over as they are. Only the subjects in the pack (not excluded)."""
 
+import numpy as np
+
+from brainuad.data.adapters import splits_from_manifest
 from brainuad.data.manifest import read_manifest
 from brainuad.data.splits import healthy_splits, pathology_splits
 from brainuad.utils import log_to, write_json
 
 log = log_to(snakemake.log[0])
 table = read_manifest(snakemake.input.manifest)
+with np.load(snakemake.input.volumes, allow_pickle=False) as z:
+    packed = set(z["subjects"].tolist())
+dropped = sorted(set(table["subject"]) - packed)
+if dropped:
+    log.warning("%d subjects excluded during preprocessing are not split: %s", len(dropped), dropped)
+table = table[table["subject"].isin(packed)].reset_index(drop=True)
 opts = snakemake.params.options
-if snakemake.params.role == "healthy":
+if snakemake.params.kind == "author_split":
+    splits = splits_from_manifest(table)
+    if snakemake.params.role == "healthy" and len(splits.get("folds", [])) < opts["folds"]:
+        raise ValueError(f"the author's split CSVs of dataset {snakemake.wildcards.dataset} have "
+                         f"{len(splits.get('folds', []))} folds but splits.folds is {opts['folds']}")
+    if snakemake.params.role == "healthy":
+        splits["folds"] = splits["folds"][: opts["folds"]]
+elif snakemake.params.role == "healthy":
     splits = healthy_splits(table["subject"], table["age"], folds=opts["folds"], test=opts["healthy_test"],
                             val_fraction=opts.get("val_fraction"), age_bins=opts.get("age_bins", 5),
                             seed=snakemake.params.seed)

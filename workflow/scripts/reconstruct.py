@@ -1,6 +1,10 @@
 """Reconstruct (or map) the evaluation volumes of one dataset with one trained model."""
 
+import platform
+import time
+
 import numpy as np
+import torch
 
 from brainuad.data.pack import load_pack, subject_index
 from brainuad.inference import run_model
@@ -24,10 +28,22 @@ if snakemake.input.model:
 else:
     model = build(snakemake.params.arch, **snakemake.params.hparams).to(device).eval()
 settings = snakemake.params.settings
+for name, value in settings.get("attributes", {}).items():  # test-time switches, e.g. a cDDPM's encoder_crop
+    if not hasattr(model, name):
+        raise ValueError(f"reconstruct.attributes.{name}: model {snakemake.params.arch!r} has no attribute {name!r}")
+    setattr(model, name, value)
+if device.type == "cuda":
+    torch.cuda.synchronize(device)
+t0 = time.perf_counter()
 out = run_model(model, pack["images"][idx], pack["masks"][idx], samples=settings["samples"],
                 noise_level=settings.get("noise_level"), batch_size=settings["batch_size"],
                 seed=snakemake.params.seed + fold, device=device)
+if device.type == "cuda":
+    torch.cuda.synchronize(device)
+seconds = (time.perf_counter() - t0) / max(len(subjects), 1)
+hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 key = "maps" if getattr(model, "produces", "recon") == "map" else "recons"
 np.savez(snakemake.output[0], **{key: out}, subjects=np.asarray(subjects),
-         split=np.asarray(["val"] * len(val) + ["test"] * len(test)))
-log.info("%s %s for %d subjects on %s", key, out.shape, len(subjects), device)
+         split=np.asarray(["val"] * len(val) + ["test"] * len(test)),
+         seconds_per_volume=np.float64(seconds), samples=np.int64(settings["samples"]), hardware=np.asarray(hardware))
+log.info("%s %s for %d subjects on %s: %.3f s per volume", key, out.shape, len(subjects), hardware, seconds)

@@ -12,6 +12,8 @@ train = pack["images"][subject_index(pack, split["train"])]
 val = pack["images"][subject_index(pack, split["val"])]
 hparams = dict(snakemake.params.hparams)
 hparams.setdefault("image_size", list(train.shape[-2:]))
+if "encoder" in snakemake.input.keys():  # SSL-pretrained cDDPM encoder from the pretrain_encoder rule
+    hparams["pretrained_encoder"] = str(snakemake.input.encoder)
 result = fit(snakemake.params.arch, hparams, train, val, TrainSettings(**snakemake.params.settings),
              out_model=snakemake.output.model, out_log=snakemake.output.log, workdir=snakemake.params.workdir,
              device=snakemake.params.device)

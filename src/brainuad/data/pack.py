@@ -29,6 +29,10 @@ def dhw_to_ras(arr: np.ndarray) -> np.ndarray:
 def pack_dataset(subjects: list[str], nifti_dir: str | Path, out: str | Path, ages=None) -> dict:
     """Stack ``{subject}_{image,mask,seg}.nii.gz`` of every subject into ``out`` (.npz).
 
+    ``{subject}_ignore.nii.gz`` (voxels to leave out of every voxel-wise metric, see
+    :func:`brainuad.data.preprocess.preprocess_subject`) is read where it exists; the pack gets an
+    ``ignore`` array (N, D, H, W) uint8 only when some subject has an ignore voxel.
+
     Parameters
     ----------
     subjects : list of str
@@ -44,11 +48,17 @@ def pack_dataset(subjects: list[str], nifti_dir: str | Path, out: str | Path, ag
     dict with the number of subjects and the array shape.
     """
     nifti_dir = Path(nifti_dir)
-    images, masks, segs, affine, shape = [], [], [], None, None
+    if not subjects:
+        raise InputDataError(nifti_dir, "no subject left to pack (every subject was excluded; see the "
+                                        "dataset's exclusions table)")
+    images, masks, segs, ignores, affine, shape = [], [], [], [], None, None
     for subject in subjects:
         parts = {}
-        for kind in ("image", "mask", "seg"):
+        for kind in ("image", "mask", "seg", "ignore"):
             path = nifti_dir / f"{subject}_{kind}.nii.gz"
+            if kind == "ignore" and not path.exists():
+                parts[kind] = np.zeros_like(parts["seg"])
+                continue
             img = nib.as_closest_canonical(nib.load(path))
             arr = np.asarray(img.dataobj)
             if shape is None:
@@ -60,14 +70,16 @@ def pack_dataset(subjects: list[str], nifti_dir: str | Path, out: str | Path, ag
         images.append(parts["image"].astype(np.float16))
         masks.append((parts["mask"] > 0).astype(np.uint8))
         segs.append((parts["seg"] > 0).astype(np.uint8))
+        ignores.append((parts["ignore"] > 0).astype(np.uint8))
     ages = np.full(len(subjects), np.nan) if ages is None else np.asarray(
         [float(a) if a not in ("", None) else np.nan for a in ages], dtype=float)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.stem + ".tmp.npz")
+    extra = {"ignore": np.stack(ignores)} if any(i.any() for i in ignores) else {}
     np.savez(tmp, images=np.stack(images), masks=np.stack(masks), segs=np.stack(segs),
              subjects=np.asarray(subjects, dtype=str), ages=ages, affine=affine,
-             spacing=np.sqrt((affine[:3, :3] ** 2).sum(0)))
+             spacing=np.sqrt((affine[:3, :3] ** 2).sum(0)), **extra)
     os.replace(tmp, out)
     return {"subjects": len(subjects), "shape": tuple(int(s) for s in np.stack(images).shape)}
 

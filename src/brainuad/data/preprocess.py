@@ -34,13 +34,44 @@ counted in the QC record.
 ANTs writes its transforms to files; they all go to a private folder created
 inside ``tmpdir`` (or a fresh system temporary folder) that is removed before
 returning, also on errors.
+
+Data that arrive pre-processed
+------------------------------
+The manifest of a data set (:mod:`brainuad.data.adapters`) says per subject
+whether the image is already in template space (``registered``) and already
+skull-stripped (``skull_stripped``), and may name a brain mask shipped with
+the data (``brain_mask``); :func:`preprocess_subject` takes them as keywords:
+
+* ``registered=True`` (or ``registration="none"``): steps 2-3 become a
+  resampling to isotropic ``spacing_mm`` on the image's own field of view; no
+  template is involved and the output stays in the input's world coordinates
+  (e.g. BraTS stays in SRI24 space: the output affine maps every voxel to the
+  same scanner / template millimetres as the raw file). Steps 5-9 are
+  unchanged; crop/pad is centred on the brain mask in that space.
+* brain mask (step 4), first that applies: the shipped ``brain_mask_path``
+  (carried through registration with ``genericLabel``); ``skull_stripped=True``:
+  the non-zero voxels of the input; ``skull_strip["method"]``: ``"none"`` = the
+  non-zero voxels of the input (no skull stripping), ``"hd-bet"`` = the mask an
+  external tool writes (``skull_strip["command"]``, run with
+  :func:`run_skull_strip_command`), ``"template"`` (default) = the template's
+  brain mask (on the registered image; for ``registered=True`` resampled onto
+  the image's grid by world coordinates, which is right only when the data are
+  in the template's space).
+* labels: ``lesion_values`` / ``ignore_values`` (the manifest's
+  ``seg_lesion_values`` / ``seg_ignore_values``) split the raw label with
+  :func:`brainuad.data.adapters.label_arrays`; the ignore mask follows the
+  lesion through every spatial step and is written to ``out_ignore`` (all zero
+  when there is none).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import os
+import shlex
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -51,7 +82,9 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from brainuad.data.nifti import check_brain_mask, load_image, load_label, save_nifti
+from brainuad.data.adapters import label_arrays
+from brainuad.data.nifti import _check_finite, _read_volume, check_brain_mask, check_same_grid, load_image
+from brainuad.data.nifti import load_label, save_nifti
 from brainuad.errors import InputDataError
 
 __all__ = [
@@ -74,6 +107,10 @@ __all__ = [
     "downsample_volume",
     "remove_axial_slices",
     "preprocess_subject",
+    "run_skull_strip_command",
+    "skull_strip_settings",
+    "SKULL_STRIP_METHODS",
+    "tool_versions",
 ]
 
 #: Affine registration schedule (multi-resolution levels, coarse to fine).
@@ -497,6 +534,129 @@ def remove_axial_slices(array: np.ndarray, affine: np.ndarray, count: int) -> tu
     return array[:, :, count:-count], affine @ nib.affines.from_matvec(np.eye(3), (0, 0, count))
 
 
+# --------------------------------------------------------------------------- skull stripping
+
+#: ``skull_strip.method`` values: the template's mask, an external tool (HD-BET), or no stripping.
+SKULL_STRIP_METHODS = ("template", "hd-bet", "none")
+_COMMAND_FIELDS = ("input", "output", "mask", "threads")
+_HD_BET_EXAMPLE = "hd-bet -i {input} -o {output} -device cpu -mode fast -tta 0"
+
+
+def skull_strip_settings(skull_strip: str | Mapping[str, object] | None) -> dict:
+    """Normalise the ``skull_strip`` option to ``{"method": ..., "command": ...}``.
+
+    Parameters
+    ----------
+    skull_strip : None, str or mapping
+        ``None`` / ``"template"``, ``"none"``, ``"hd-bet"`` or ``{"method": ..., "command": ...}``.
+
+    Raises
+    ------
+    ValueError
+        Unknown method; ``hd-bet`` without a command; a command with another method.
+    """
+    if skull_strip is None:
+        settings = {"method": "template"}
+    elif isinstance(skull_strip, str):
+        settings = {"method": skull_strip}
+    else:
+        settings = dict(skull_strip)
+    method = str(settings.get("method", "template")).lower()
+    command = settings.get("command") or None
+    if method not in SKULL_STRIP_METHODS:
+        raise ValueError(f"preprocess.skull_strip.method must be one of {SKULL_STRIP_METHODS}, got {method!r}")
+    if method == "hd-bet" and command is None:
+        raise ValueError("preprocess.skull_strip.method 'hd-bet' runs an external tool that brainuad does not "
+                         "ship: set preprocess.skull_strip.command to the command line, e.g. "
+                         f"'{_HD_BET_EXAMPLE}' (HD-BET: https://github.com/MIC-DKFZ/HD-BET), or use method "
+                         "'template'")
+    if command is not None and method != "hd-bet":
+        raise ValueError(f"preprocess.skull_strip.command is only used with method 'hd-bet' (method is {method!r})")
+    return {"method": method, "command": command}
+
+
+def run_skull_strip_command(
+    command: str | Sequence[str],
+    image_path: str | Path,
+    reference: nib.spatialimages.SpatialImage,
+    workdir: str | Path,
+    *,
+    threads: int = 1,
+) -> np.ndarray:
+    """Run an external skull-stripping tool (e.g. HD-BET) on a raw image and read its brain mask.
+
+    Parameters
+    ----------
+    command : str or list of str
+        Command line (a string is split like a shell would, without running a shell). The
+        placeholders ``{input}`` (the raw image), ``{output}`` (``<workdir>/brain.nii.gz``, the
+        skull-stripped image the tool writes), ``{mask}`` (``<workdir>/brain_mask.nii.gz``) and
+        ``{threads}`` are filled in; HD-BET 1.x writes ``{output}`` and ``brain_mask.nii.gz`` next
+        to it: ``hd-bet -i {input} -o {output} -device cpu -mode fast -tta 0``.
+    image_path : path
+        Raw image (never modified).
+    reference : nibabel image
+        The loaded raw image; the tool's output must be on its grid.
+    workdir : path
+        Existing folder for the tool's files.
+    threads : int
+        Value of ``{threads}``.
+
+    Returns
+    -------
+    (X, Y, Z) bool ndarray
+        The brain mask on the raw grid: ``{mask}`` when the tool wrote it, else the non-zero
+        voxels of ``{output}``.
+
+    Raises
+    ------
+    RuntimeError
+        The executable is not installed, the tool fails or writes neither file (a setup problem:
+        the run stops).
+    InputDataError
+        The tool's output is not on the raw image's grid.
+    """
+    args = shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
+    if not args:
+        raise ValueError("preprocess.skull_strip.command is empty")
+    workdir = Path(workdir)
+    fields = {"input": str(image_path), "output": str(workdir / "brain.nii.gz"),
+              "mask": str(workdir / "brain_mask.nii.gz"), "threads": str(int(threads))}
+    try:
+        args = [a.format(**fields) for a in args]
+    except (KeyError, IndexError, ValueError) as error:
+        raise ValueError(f"preprocess.skull_strip.command {command!r}: bad placeholder ({error}); use "
+                         + ", ".join("{" + f + "}" for f in _COMMAND_FIELDS)) from error
+    if shutil.which(args[0]) is None:
+        raise RuntimeError(f"preprocess.skull_strip.command: {args[0]!r} is not installed (not found on PATH); "
+                           "install the tool (HD-BET: pip install hd-bet) or set preprocess.skull_strip.method "
+                           "to 'template'")
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=workdir)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout or "").strip()[-1500:]
+        raise RuntimeError(f"preprocess.skull_strip.command failed on {image_path} (exit {proc.returncode}): "
+                           f"{' '.join(args)}\n{tail}")
+    source = next((Path(fields[k]) for k in ("mask", "output") if Path(fields[k]).is_file()), None)
+    if source is None:
+        raise RuntimeError(f"preprocess.skull_strip.command wrote neither {fields['mask']} nor {fields['output']} "
+                           f"for {image_path}: {' '.join(args)}")
+    data, affine = _read_volume(source)
+    check_same_grid(source, data.shape, affine, image_path, reference.shape[:3], reference.affine)
+    return np.asarray(data) != 0
+
+
+def tool_versions() -> dict[str, str]:
+    """Versions of the libraries the pre-processing output depends on."""
+    out = {}
+    for name in ("antspyx", "nibabel", "numpy", "scipy", "brainuad"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = {"antspyx": getattr(ants, "__version__", "unknown"),
+                         "nibabel": nib.__version__, "numpy": np.__version__}.get(name, "unknown")
+    return out
+
+
 # --------------------------------------------------------------------------- pipeline
 
 
@@ -533,14 +693,16 @@ def _register_to_template(
     fixed_mask: ants.ANTsImage,
     *,
     tmpdir: str | Path | None,
+    brain_mask: ants.ANTsImage | None = None,
     **registration_options,
 ) -> dict:
     """Register ``image`` to ``fixed`` and bring image and label onto the template grid.
 
     ANTs' files live in a private folder inside ``tmpdir`` that is removed
     before returning. Returns ``{"image": B-spline warped image, "label":
-    genericLabel-warped label or None, "volume_scale": |det| of the affine}``,
-    all on the grid of ``fixed``.
+    genericLabel-warped label or None, "brain_mask": genericLabel-warped
+    ``brain_mask`` or None, "volume_scale": |det| of the affine}``, all on the
+    grid of ``fixed``.
     """
     margin = max(1, int(round(REG_MASK_MARGIN_MM / min(fixed.spacing))))
     metric_mask = ants.iMath(fixed_mask, "MD", margin)
@@ -551,6 +713,9 @@ def _register_to_template(
             "image": ants.apply_transforms(fixed, image, transforms, interpolator="bSpline"),
             "label": None if label is None else ants.apply_transforms(
                 fixed, label, transforms, interpolator="genericLabel"
+            ),
+            "brain_mask": None if brain_mask is None else ants.apply_transforms(
+                fixed, brain_mask, transforms, interpolator="genericLabel"
             ),
             "volume_scale": _native_volume_scale(transforms),
         }
@@ -577,7 +742,8 @@ def _crop_normalise_downsample(
     timer: _StepTimer,
     qc: dict,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Steps 6-9 on RAS arrays ``{"image", "mask", "seg"}`` sharing ``affine``."""
+    """Steps 6-9 on RAS arrays ``{"image", "mask", "seg", ...}`` sharing ``affine`` (every array but
+    the image is a label: nearest-neighbour downsampling, zero outside the brain mask)."""
     centre = bounding_box_centre(volumes["mask"])
     brain_voxels = int(volumes["mask"].sum())
     cropped = {name: crop_or_pad(array, affine, centre, crop_pad) for name, array in volumes.items()}
@@ -591,18 +757,41 @@ def _crop_normalise_downsample(
     qc["intensity_percentiles"] = {f"p{percentiles[0]:g}": low, f"p{percentiles[1]:g}": high}
     timer.lap("normalise")
 
-    orders = {"image": 3, "mask": 0, "seg": 0}
-    small = {name: downsample_volume(array, affine, downsample, order=orders[name]) for name, array in volumes.items()}
+    small = {name: downsample_volume(array, affine, downsample, order=3 if name == "image" else 0)
+             for name, array in volumes.items()}
     volumes, affine = {name: array for name, (array, _) in small.items()}, small["mask"][1]
     brain = volumes["mask"] > 0
     volumes["image"] = (np.clip(volumes["image"], 0.0, 1.0) * brain).astype(np.float32)
-    volumes["seg"] = volumes["seg"] * brain
+    for name in volumes:
+        if name not in ("image", "mask"):
+            volumes[name] = volumes[name] * brain
     timer.lap("downsample")
 
     kept = {name: remove_axial_slices(array, affine, slice_crop) for name, array in volumes.items()}
     volumes, affine = {name: array for name, (array, _) in kept.items()}, kept["mask"][1]
     timer.lap("slice_crop")
     return volumes, affine
+
+
+def _label_code(
+    seg_path: str | Path, raw: nib.Nifti1Image, image_path: str | Path, lesion_values, ignore_values
+) -> np.ndarray:
+    """Raw label -> uint8 array on the raw grid: 1 = lesion, 2 = ignore, 0 = background."""
+    lesion, ignore = label_arrays(seg_path, lesion_values, ignore_values)
+    header = nib.load(str(seg_path))
+    check_same_grid(seg_path, lesion.shape, header.affine, image_path, raw.shape[:3], raw.affine)
+    code = lesion.astype(np.uint8)
+    if ignore is not None:
+        code[ignore > 0] = 2
+    return code
+
+
+def _load_brain_mask(path: str | Path, raw: nib.Nifti1Image, image_path: str | Path) -> np.ndarray:
+    """A brain mask shipped with the data, on the raw image's grid -> bool array."""
+    data, affine = _read_volume(Path(path))
+    _check_finite(data, Path(path))
+    check_same_grid(path, data.shape, affine, image_path, raw.shape[:3], raw.affine)
+    return data > 0
 
 
 def preprocess_subject(
@@ -612,6 +801,13 @@ def preprocess_subject(
     out_seg: str | Path,
     *,
     seg_path: str | Path | None = None,
+    out_ignore: str | Path | None = None,
+    brain_mask_path: str | Path | None = None,
+    registered: bool = False,
+    skull_stripped: bool = False,
+    lesion_values: str | Sequence[int] = "",
+    ignore_values: str | Sequence[int] = "",
+    skull_strip: str | Mapping[str, object] | None = "template",
     template: str | Path = "mni152",
     template_mask: str | Path | None = None,
     spacing_mm: float = 2.0,
@@ -642,8 +838,29 @@ def preprocess_subject(
         ``(round(crop_pad / downsample)[:2], round(crop_pad[2] / downsample) - 2 * slice_crop)``
         at ``spacing_mm * downsample`` mm (exactly when divisible).
     seg_path : str or Path, optional
-        Lesion label on the image's grid; multi-class labels are fused (> 0)
-        with a warning. Without it an all-zero seg is written.
+        Lesion label on the image's grid, read with
+        :func:`brainuad.data.adapters.label_arrays`. Without it an all-zero
+        seg is written.
+    out_ignore : str or Path, optional
+        Where to write the ignore mask (uint8 0/1, same grid as seg; all zero
+        without ``ignore_values``); not written when None.
+    brain_mask_path : str or Path, optional
+        Brain mask shipped with the data (on the image's grid); used instead
+        of any skull stripping.
+    registered : bool
+        The image is already in template space: no registration, resampling
+        to ``spacing_mm`` on its own field of view (module docstring).
+    skull_stripped : bool
+        The image is already skull-stripped: brain mask = its non-zero voxels
+        (unless ``brain_mask_path`` is given).
+    lesion_values, ignore_values : str or sequence of int
+        Label values that are lesion (``""`` = every value > 0) / to be
+        ignored in evaluation (``""`` = none): the manifest's
+        ``seg_lesion_values`` / ``seg_ignore_values``.
+    skull_strip : str or mapping
+        ``"template"`` (default), ``"none"``, ``"hd-bet"`` or
+        ``{"method": ..., "command": ...}``, see :func:`skull_strip_settings`;
+        used only for images that are not skull-stripped and have no mask file.
     template : "mni152" or path
         Registration target; ``"mni152"`` = nilearn's MNI152 2009 T1 template
         and brain mask, otherwise a template image whose brain mask is
@@ -653,7 +870,8 @@ def preprocess_subject(
     spacing_mm : float
         Isotropic working resolution (template grid), default 2 mm.
     registration : str
-        ``type_of_transform`` for :func:`ants.registration`, default ``"Affine"``.
+        ``type_of_transform`` for :func:`ants.registration`, default
+        ``"Affine"``; ``"none"`` treats every image as ``registered``.
     reg_iterations, reg_shrink_factors, reg_smoothing_sigmas : sequences
         Multi-resolution schedule of the linear registration, defaults
         ``(100, 50, 10)`` iterations at shrink ``(4, 2, 1)`` with Gaussian
@@ -688,75 +906,139 @@ def preprocess_subject(
         ``registration_correlation_before`` / ``_after`` / ``_after_n4``
         (Pearson r with the template inside its brain mask: raw image placed
         by its header, registered, registered and bias-corrected; a bias
-        field caps the first two, and r is negative for T2-like contrasts),
-        ``brain_volume_ml`` (template mask volume mapped to subject space by
-        the registration), ``brain_volume_template_ml``,
+        field caps the first two, and r is negative for T2-like contrasts;
+        None for ``registered`` images unless the template's mask is used,
+        then only ``_after`` / ``_after_n4``),
+        ``brain_volume_ml`` (subject space: the template mask mapped back by
+        the registration, or the native mask), ``brain_volume_template_ml``
+        (on the working grid),
         ``intensity_percentiles`` (before normalisation), ``lesion_voxels_input``,
-        ``lesion_voxels_template``, ``lesion_voxels_outside_mask`` (set to 0),
-        ``lesion_voxels_output``, ``brain_voxels_removed_by_crop``,
-        ``output_shape``, ``output_spacing_mm``, ``antspyx_version``,
-        ``seconds`` (per step and total).
+        ``lesion_voxels_template`` (on the working grid),
+        ``lesion_voxels_outside_mask`` (set to 0), ``lesion_voxels_output``,
+        ``ignore_voxels_input`` / ``_output``, ``brain_voxels_removed_by_crop``,
+        ``output_shape``, ``output_spacing_mm``, ``registered``,
+        ``skull_stripped``, ``brain_mask_source`` (``template``, ``file``,
+        ``nonzero``, ``hd-bet``), ``skull_strip`` (method and command),
+        ``antspyx_version``, ``tool_versions`` (antspyx, nibabel, numpy, scipy,
+        brainuad), ``seconds`` (per step and total).
 
     Raises
     ------
     InputDataError
-        Invalid input image or label (see :mod:`brainuad.data.nifti`), empty
-        brain mask after registration, constant intensities in the brain.
+        Invalid input image, label or brain mask (see :mod:`brainuad.data.nifti`),
+        empty brain mask after registration or skull stripping, constant
+        intensities in the brain.
+    ValueError, RuntimeError
+        Bad options; the external skull-stripping tool is missing or fails.
     """
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(int(threads))
     timer = _StepTimer()
-    qc: dict = {"image": str(image_path), "seg": None if seg_path is None else str(seg_path)}
+    strip = skull_strip_settings(skull_strip)
+    in_template_space = bool(registered) or str(registration).lower() == "none"
+    qc: dict = {"image": str(image_path), "seg": None if seg_path is None else str(seg_path),
+                "registered": in_template_space, "skull_stripped": bool(skull_stripped), "skull_strip": strip}
 
-    # 1. validate + load
+    # 1. validate + load (image, label as 0 / 1 lesion / 2 ignore, native brain mask)
     raw = load_image(image_path)
-    label = None if seg_path is None else load_label(seg_path, raw)
-    qc["lesion_voxels_input"] = 0 if label is None else int(label.sum())
+    code = None if seg_path is None else _label_code(seg_path, raw, image_path, lesion_values, ignore_values)
+    qc["lesion_voxels_input"] = 0 if code is None else int((code == 1).sum())
+    qc["ignore_voxels_input"] = 0 if code is None else int((code == 2).sum())
+    native_mask = None
+    if brain_mask_path is not None:
+        native_mask, qc["brain_mask_source"] = _load_brain_mask(brain_mask_path, raw, image_path), "file"
+    elif skull_stripped or strip["method"] == "none":
+        native_mask, qc["brain_mask_source"] = np.asarray(raw.dataobj) != 0, "nonzero"
+    elif strip["method"] == "hd-bet":
+        workdir = tempfile.mkdtemp(prefix="brainuad-skullstrip-", dir=None if tmpdir is None else str(tmpdir))
+        try:
+            native_mask = run_skull_strip_command(strip["command"], image_path, raw, workdir, threads=threads)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        qc["brain_mask_source"] = "hd-bet"
+    else:
+        qc["brain_mask_source"] = "template"
+    if native_mask is not None:
+        check_brain_mask(native_mask, brain_mask_path or image_path)
     timer.lap("load")
 
     # 2. isotropic resampling
     image = resample_isotropic(nifti_to_ants(raw, image_path), spacing_mm)
     timer.lap("resample")
-    fixed, fixed_mask = load_template(template, template_mask, spacing_mm)
-    timer.lap("template")
+    code_ants = _label_to_ants(code, raw, seg_path)
+    mask_ants = _label_to_ants(native_mask, raw, image_path)
+    template_np = template_mask_np = None
+    if not in_template_space:
+        fixed, fixed_mask = load_template(template, template_mask, spacing_mm)
+        timer.lap("template")
 
-    # 3. registration; the label goes straight from its raw grid to the template
-    registered = _register_to_template(
-        image, _label_to_ants(label, raw, seg_path), fixed, fixed_mask, tmpdir=tmpdir, transform=registration,
-        iterations=reg_iterations, shrink_factors=reg_shrink_factors, smoothing_sigmas=reg_smoothing_sigmas,
-        sampling_rate=reg_sampling_rate,
-    )
-    timer.lap("register")
-    template_np, mask_np = fixed.numpy(), fixed_mask.numpy() > 0
-    unregistered = ants.resample_image_to_target(image, fixed, interp_type="linear").numpy()
-    qc["registration_correlation_before"] = correlation_in_mask(unregistered, template_np, mask_np)
-    qc["registration_correlation_after"] = correlation_in_mask(registered["image"].numpy(), template_np, mask_np)
-    timer.lap("registration_qc")
+        # 3. registration; labels go straight from their raw grid to the template
+        warped = _register_to_template(
+            image, code_ants, fixed, fixed_mask, tmpdir=tmpdir, brain_mask=mask_ants, transform=registration,
+            iterations=reg_iterations, shrink_factors=reg_shrink_factors, smoothing_sigmas=reg_smoothing_sigmas,
+            sampling_rate=reg_sampling_rate,
+        )
+        timer.lap("register")
+        grid, moved, moved_code = fixed, warped["image"], warped["label"]
+        template_np, template_mask_np = fixed.numpy(), fixed_mask.numpy() > 0
+        unregistered = ants.resample_image_to_target(image, fixed, interp_type="linear").numpy()
+        qc["registration_correlation_before"] = correlation_in_mask(unregistered, template_np, template_mask_np)
+        qc["registration_correlation_after"] = correlation_in_mask(moved.numpy(), template_np, template_mask_np)
+        timer.lap("registration_qc")
+        voxel_ml = float(np.prod(fixed.spacing)) / 1000.0
+        if native_mask is None:  # 4. brain mask = template mask
+            mask_np = template_mask_np
+            qc["brain_volume_template_ml"] = float(mask_np.sum() * voxel_ml)
+            qc["brain_volume_ml"] = qc["brain_volume_template_ml"] * warped["volume_scale"]
+        else:
+            mask_np = warped["brain_mask"].numpy() > 0.5
+            qc["brain_volume_template_ml"] = float(mask_np.sum() * voxel_ml)
+            qc["brain_volume_ml"] = float(native_mask.sum() * np.prod(nib.affines.voxel_sizes(raw.affine)) / 1000.0)
+    else:
+        # 2-3 without registration: the resampled image's own grid is the working grid
+        grid, moved = image, image
+        moved_code = None if code_ants is None else ants.resample_image_to_target(
+            code_ants, image, interp_type="genericLabel")
+        if native_mask is None:  # template mask taken over by world coordinates (data in template space)
+            fixed, fixed_mask = load_template(template, template_mask, spacing_mm)
+            timer.lap("template")
+            template_np = ants.resample_image_to_target(fixed, image, interp_type="linear").numpy()
+            template_mask_np = ants.resample_image_to_target(fixed_mask, image,
+                                                             interp_type="nearestNeighbor").numpy() > 0.5
+            mask_np = template_mask_np
+            qc["registration_correlation_after"] = correlation_in_mask(image.numpy(), template_np, mask_np)
+        else:
+            mask_np = ants.resample_image_to_target(mask_ants, image, interp_type="genericLabel").numpy() > 0.5
+            qc["registration_correlation_after"] = None
+        qc["registration_correlation_before"] = None
+        qc["brain_volume_template_ml"] = float(mask_np.sum() * np.prod(image.spacing) / 1000.0)
+        qc["brain_volume_ml"] = qc["brain_volume_template_ml"]
+        timer.lap("register")
 
-    # 4. brain mask = template mask; skull strip; lesion outside the brain set to 0
+    # 4. skull strip with the brain mask; labels outside the brain set to 0
     check_brain_mask(mask_np, image_path)
-    image_np = np.maximum(registered["image"].numpy(), 0.0) * mask_np
-    seg_np = np.zeros(mask_np.shape, dtype=bool)
-    if registered["label"] is not None:
-        seg_np = registered["label"].numpy() > 0.5
+    image_np = np.maximum(moved.numpy(), 0.0) * mask_np
+    code_np = np.zeros(mask_np.shape, dtype=np.uint8) if moved_code is None else np.rint(moved_code.numpy())
+    seg_np, ignore_np = code_np == 1, code_np == 2
     qc["lesion_voxels_template"] = int(seg_np.sum())
     qc["lesion_voxels_outside_mask"] = int((seg_np & ~mask_np).sum())
     seg_np &= mask_np
-    qc["brain_volume_template_ml"] = float(mask_np.sum() * np.prod(fixed.spacing) / 1000.0)
-    qc["brain_volume_ml"] = qc["brain_volume_template_ml"] * registered["volume_scale"]
+    ignore_np &= mask_np
     timer.lap("mask")
 
     # 5. N4 inside the mask
     if n4:
-        corrected = correct_bias(_ants_like(image_np, fixed), fixed_mask, n4_options)
+        corrected = correct_bias(_ants_like(image_np, grid), _ants_like(mask_np, grid), n4_options)
         image_np = np.maximum(corrected.numpy(), 0.0) * mask_np
     timer.lap("n4")
     # alignment without the bias field (equals "_after" when n4=False)
-    qc["registration_correlation_after_n4"] = correlation_in_mask(image_np, template_np, mask_np)
+    qc["registration_correlation_after_n4"] = (
+        None if template_np is None else correlation_in_mask(image_np, template_np, template_mask_np))
 
     # 6.-9. array steps in canonical RAS
     volumes, affine = _to_canonical(
-        {"image": image_np.astype(np.float32), "mask": mask_np.astype(np.uint8), "seg": seg_np.astype(np.uint8)},
-        ants_to_nifti(fixed).affine,
+        {"image": image_np.astype(np.float32), "mask": mask_np.astype(np.uint8), "seg": seg_np.astype(np.uint8),
+         "ignore": ignore_np.astype(np.uint8)},
+        ants_to_nifti(grid).affine,
     )
     volumes, affine = _crop_normalise_downsample(
         volumes, affine, crop_pad=crop_pad, percentiles=percentiles, downsample=downsample,
@@ -766,11 +1048,15 @@ def preprocess_subject(
     save_nifti(volumes["image"], affine, out_image, np.float32)
     save_nifti(volumes["mask"], affine, out_mask, np.uint8)
     save_nifti(volumes["seg"], affine, out_seg, np.uint8)
+    if out_ignore is not None:
+        save_nifti(volumes["ignore"], affine, out_ignore, np.uint8)
     timer.lap("write")
 
     qc["lesion_voxels_output"] = int(volumes["seg"].sum())
+    qc["ignore_voxels_output"] = int(volumes["ignore"].sum())
     qc["output_shape"] = [int(n) for n in volumes["image"].shape]
     qc["output_spacing_mm"] = [float(z) for z in nib.affines.voxel_sizes(affine)]
     qc["antspyx_version"] = ants.__version__
+    qc["tool_versions"] = tool_versions()
     qc["seconds"] = {**timer.seconds, "total": round(sum(timer.seconds.values()), 4)}
     return qc

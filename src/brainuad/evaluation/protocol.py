@@ -9,6 +9,14 @@ lesion and on healthy brain voxels and their ratio.
 
 Healthy datasets: reconstruction quality (SSIM, PSNR, l1) on the healthy test set, and thresholds
 calibrated to fixed false-positive rates on the fold's healthy validation maps.
+
+Ignored voxels (``ignores``, e.g. WMH label 2 "other pathology" with ``other_pathology: exclude``)
+are removed from every voxel-wise metric by :func:`drop_ignored`: after post-processing (the median
+filter and the mask erosion still see the full brain mask) they are taken out of the brain mask and
+set to 0 in the map and in the lesion label, so they are neither lesion, nor prediction (thresholds
+are >= 0), nor healthy brain: they drop out of Dice, precision, recall, FPR, AUPRC, the threshold
+searches, the l1 terms and the healthy-set scores. (The component-size filter sees a predicted
+component without its ignored voxels. SSIM is computed on the whole volume and is not affected.)
 """
 
 from __future__ import annotations
@@ -26,9 +34,39 @@ def postprocess_all(maps, masks, *, median: int, erode: int, erode_mode: str = "
             for m, k in zip(maps, masks)]
 
 
+def drop_ignored(maps, masks, segs=None, ignores=None):
+    """Remove ignored voxels from post-processed maps, brain masks and lesion labels.
+
+    Parameters
+    ----------
+    maps, masks : sequences of (D, H, W) arrays, one per subject
+    segs : sequence of (D, H, W) arrays, optional
+    ignores : sequence of (D, H, W) arrays or None
+        Non-zero = ignore this voxel; None returns the inputs unchanged.
+
+    Returns
+    -------
+    (maps, masks, segs) : lists; where a subject has ignored voxels, new arrays with the map 0, the
+    mask False and the label 0 there.
+    """
+    if ignores is None:
+        return maps, masks, segs
+    maps, masks = list(maps), list(masks)
+    segs = None if segs is None else list(segs)
+    for i, ignore in enumerate(ignores):
+        ign = np.asarray(ignore) != 0
+        if not ign.any():
+            continue
+        maps[i] = np.where(ign, 0, maps[i]).astype(np.asarray(maps[i]).dtype)
+        masks[i] = (np.asarray(masks[i]) != 0) & ~ign
+        if segs is not None:
+            segs[i] = (np.asarray(segs[i]) != 0) & ~ign
+    return maps, masks, segs
+
+
 def evaluate_pathology(maps, segs, masks, split, subjects, *, images=None, recons=None, median=5, erode=3,
                        erode_mode="2d", min_component=7, protocol="greedy", steps=10,
-                       cc_in_search=False) -> tuple[dict, list[dict]]:
+                       cc_in_search=False, ignores=None) -> tuple[dict, list[dict]]:
     """Thresholds and per-subject metrics on a pathological dataset.
 
     Parameters
@@ -39,6 +77,7 @@ def evaluate_pathology(maps, segs, masks, split, subjects, *, images=None, recon
     images, recons : optional sequences of (D, H, W) inputs and mean reconstructions (for l1-ratio)
     median, erode, erode_mode, min_component : post-processing (thesis 5, 3, "2d", 7)
     protocol, steps, cc_in_search : threshold search (see :func:`search_threshold`)
+    ignores : optional sequence of (D, H, W) arrays; non-zero voxels leave every metric (module docstring)
 
     Returns
     -------
@@ -46,6 +85,7 @@ def evaluate_pathology(maps, segs, masks, split, subjects, *, images=None, recon
     search Dice values and ``pooled`` metrics of the test set; ``rows`` one dict per subject.
     """
     pp = postprocess_all(maps, masks, median=median, erode=erode, erode_mode=erode_mode)
+    pp, masks, segs = drop_ignored(pp, masks, segs, ignores)
     split = np.asarray(split)
     val = [i for i, s in enumerate(split) if s == "val"]
     test = [i for i, s in enumerate(split) if s == "test"]
@@ -79,7 +119,7 @@ def evaluate_pathology(maps, segs, masks, split, subjects, *, images=None, recon
 
 
 def evaluate_healthy(maps, masks, split, subjects, *, images=None, recons=None, median=5, erode=3, erode_mode="2d",
-                     fprs=(0.01, 0.05, 0.1)) -> tuple[dict, list[dict]]:
+                     fprs=(0.01, 0.05, 0.1), ignores=None) -> tuple[dict, list[dict]]:
     """Healthy-FPR thresholds (from the validation maps) and reconstruction metrics of the healthy test set.
 
     Returns
@@ -88,6 +128,7 @@ def evaluate_healthy(maps, masks, split, subjects, *, images=None, recons=None, 
     (when reconstructions exist) and the mean post-processed score in the brain per subject.
     """
     pp = postprocess_all(maps, masks, median=median, erode=erode, erode_mode=erode_mode)
+    pp, masks, _ = drop_ignored(pp, masks, None, ignores)
     val = [i for i, s in enumerate(split) if s == "val"]
     summary = {"fpr_thresholds": {}, "threshold": float("nan")}
     if val:

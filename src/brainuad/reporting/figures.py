@@ -206,3 +206,43 @@ def mhd_figure(panels: dict[str, np.ndarray], seg: np.ndarray, pixel: tuple[int,
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
+
+
+def domain_shift_figure(hist_files: list[str], labels: list[str], table: pd.DataFrame, path: str | Path) -> None:
+    """Histograms of input vs reconstruction per model (rows) and contrast level (columns) + entropy shift.
+
+    Parameters
+    ----------
+    hist_files : one .npz per model with ``bin_edges`` and ``input_<cl>`` / ``recon_<cl>`` densities
+    labels : model labels, in the order of ``hist_files``
+    table : DataFrame with ``model, contrast_level, kld_p83`` (H(input) - H(recon), P8.3's "KLD")
+    path : output image
+    """
+    levels = sorted(table["contrast_level"].unique())
+    fig, axes = plt.subplots(len(labels), len(levels) + 1, figsize=(2.3 * (len(levels) + 1), 1.9 * len(labels) + 0.6),
+                             squeeze=False)
+    for r, (f, label) in enumerate(zip(hist_files, labels)):
+        with np.load(f) as z:
+            edges = z["bin_edges"]
+            centres = 0.5 * (edges[1:] + edges[:-1])
+            for c, cl in enumerate(levels):
+                ax = axes[r, c]
+                ax.fill_between(centres, z[f"input_{cl}"], color="0.6", lw=0, label="input")
+                ax.plot(centres, z[f"recon_{cl}"], color="tab:red", lw=0.8, label="reconstruction")
+                ax.set_yticks([])
+                ax.tick_params(labelsize=6)
+                if r == 0:
+                    ax.set_title(f"x^{cl:g}", fontsize=8)
+                if c == 0:
+                    ax.set_ylabel(label, fontsize=8)
+        ax = axes[r, -1]
+        part = table[table["model"] == label].sort_values("contrast_level")
+        ax.plot(part["contrast_level"], part["kld_p83"], "o-", ms=3)
+        ax.axhline(0, color="k", lw=0.5)
+        ax.tick_params(labelsize=6)
+        if r == 0:
+            ax.set_title("H(input) − H(recon)", fontsize=8)
+    axes[0, 0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

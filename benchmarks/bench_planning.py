@@ -1,0 +1,106 @@
+"""How long Snakemake needs to plan the whole thesis matrix, and how many jobs that is.
+
+Two dry-runs of ``all_tables`` (plus ``all_sweeps``) with ``config/thesis.yaml`` in scratch folders:
+
+1. from scratch: nothing exists, so the per-subject pre-processing jobs are still hidden behind the
+   ``manifest`` checkpoints (the plan a user sees first);
+2. after the manifests: fake raw folders and manifests with the thesis' subject counts (IXI 562,
+   BraTS21 1251, MSLUB 30, ATLAS v2 655, WMH 60) are written, so the DAG holds one pre-processing job
+   per subject. The raw "images" in those manifests are empty files: planning succeeds only because no
+   NIfTI file is opened while the Snakefile is parsed (every SLURM job re-parses it).
+
+Goal (cluster-scale issue): each plan under 30 s on a 2-core development machine.
+Use: python benchmarks/bench_planning.py [--configfile config/thesis.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+#: subjects per thesis data set (method-spec §1.1), keyed by the data set name prefix in thesis.yaml
+THESIS_COUNTS = {"ixi": 562, "brats": 1251, "mslub": 30, "atlas": 655, "wmh": 60}
+
+
+def dry_run(workdir: Path, configfile: Path) -> tuple[float, dict[str, int]]:
+    cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile", str(configfile),
+           "--replace-workflow-config", "-n", "all_tables", "all_sweeps", "--rerun-triggers", "mtime"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"dry-run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return seconds, job_counts(proc.stdout)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    counts, in_table = {}, False
+    for line in output.splitlines():
+        if line.startswith("job ") and "count" in line:
+            in_table = True
+            continue
+        if in_table:
+            m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+            if m:
+                counts[m.group(1)] = int(m.group(2))
+            if line.strip().startswith("total"):
+                break
+    return counts
+
+
+def fake_manifests(workdir: Path, config: dict) -> int:
+    """Raw folders + manifests with thesis subject counts; the raw "images" are empty files."""
+    tables = {}
+    for name, ds in config["datasets"].items():
+        n = THESIS_COUNTS.get(name.split("_")[0], 100)
+        raw = workdir / "results" / "raw" / ds["source"] / ds["cohort"]
+        raw.mkdir(parents=True, exist_ok=True)
+        lines = ["subject\timage\tseg\tage\tsex\tsequence\tsha256"]
+        for i in range(n):
+            image = f"{raw}/s{i:04d}_{ds['sequence']}.nii.gz"
+            seg = "" if ds["role"] == "healthy" else f"{raw}/s{i:04d}_seg.nii.gz"
+            for path in (image, seg):
+                if path:
+                    Path(path).touch()  # empty: not a NIfTI file, so parse time must not open it
+            lines.append(f"s{i:04d}\t{image}\t{seg}\t50\tF\t{ds['sequence']}\t0")
+        tables[name] = lines
+    for name, lines in tables.items():  # after every raw file, so no manifest is older than its input
+        out = workdir / "results" / "data" / name / "manifest.tsv"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("\n".join(lines) + "\n")
+    return sum(len(lines) - 1 for lines in tables.values())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configfile", type=Path, default=ROOT / "config" / "thesis.yaml")
+    args = parser.parse_args()
+    config = yaml.safe_load(args.configfile.read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = Path(tmp) / "fresh"
+        fresh.mkdir()
+        s1, c1 = dry_run(fresh, args.configfile)
+        filled = Path(tmp) / "filled"
+        filled.mkdir()
+        subjects = fake_manifests(filled, config)
+        s2, c2 = dry_run(filled, args.configfile)
+    width = max(len(k) for k in {**c1, **c2})
+    print(f"config: {args.configfile}")
+    print(f"{'job':<{width}}  {'from scratch':>12}  {'manifests known':>15}")
+    for job in sorted(set(c1) | set(c2), key=lambda j: (j == "total", j)):
+        print(f"{job:<{width}}  {c1.get(job, 0):>12}  {c2.get(job, 0):>15}")
+    print(f"planning time: {s1:.1f} s from scratch; {s2:.1f} s with {subjects} subjects in the manifests "
+          f"(goal < 30 s: {'met' if max(s1, s2) < 30 else 'NOT met'}; ratio to goal {max(s1, s2) / 30:.2f})")
+
+
+if __name__ == "__main__":
+    main()
