@@ -8,7 +8,7 @@ CORES ?= all
 # 2 cores); Python caches what is actually imported, once, inside .venv.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: demo test install clean
+.PHONY: demo test test-slurm install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ demo: install
 
 test: install
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q
+
+# A one-node SLURM (apt-get installs slurm-wlm and munge when missing; needs root) runs the smoke workflow
+# through profiles/slurm (16-19 min on 2 cores); plus the profile checks that need no cluster.
+test-slurm: install
+	BRAINUAD_SLURM_TESTS=1 PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -s tests/slurm
 
 clean:
 	rm -rf results logs work .snakemake tests/smoke/results

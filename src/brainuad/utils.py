@@ -43,3 +43,21 @@ def _json_default(obj):
 
 def read_json(path: str | Path):
     return json.loads(Path(path).read_text())
+
+
+def dry_run_job_counts(output: str) -> dict[str, int]:
+    """Jobs per rule from the first 'Job stats' table that ``snakemake -n`` prints (without the total)."""
+    import re
+
+    counts, in_table = {}, False
+    for line in output.splitlines():
+        if line.startswith("job ") and "count" in line:
+            in_table = True
+            continue
+        if in_table:
+            if line.strip().startswith("total"):
+                break
+            m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+            if m:
+                counts[m.group(1)] = int(m.group(2))
+    return counts

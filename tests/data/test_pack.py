@@ -29,3 +29,16 @@ def test_pack_dataset(tmp_path):
     assert np.isnan(p["ages"][1]) and p["ages"][0] == 30
     np.testing.assert_allclose(p["spacing"], [3, 3, 3])
     assert subject_index(p, ["a", "b"]).tolist() == [1, 0]
+
+
+def test_fold_volumes_selects_the_folds_subjects(tmp_path):
+    import json
+
+    from brainuad.data.pack import fold_volumes
+
+    images = np.arange(4, dtype=np.float16)[:, None, None, None] * np.ones((4, 2, 3, 3), np.float16)
+    np.savez(tmp_path / "v.npz", images=images, subjects=np.asarray(["a", "b", "c", "d"]))
+    (tmp_path / "s.json").write_text(json.dumps({"folds": [{"train": ["d", "a"], "val": ["c"]},
+                                                           {"train": ["b"], "val": ["a", "d"]}]}))
+    train, val = fold_volumes(tmp_path / "v.npz", tmp_path / "s.json", "1")
+    assert train[:, 0, 0, 0].tolist() == [1.0] and val[:, 0, 0, 0].tolist() == [0.0, 3.0]

@@ -15,6 +15,8 @@ import pytest
 import torch
 import yaml
 
+from brainuad.utils import dry_run_job_counts
+
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "tests" / "smoke" / "config.yaml"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -32,20 +34,7 @@ def snakemake(workdir: Path, *args: str, config: Path = SMOKE, check: bool = Tru
     return proc
 
 
-def job_counts(output: str) -> dict[str, int]:
-    """Parse the 'Job stats' table of a dry-run."""
-    counts, in_table = {}, False
-    for line in output.splitlines():
-        if line.startswith("job ") and "count" in line:
-            in_table = True
-            continue
-        if in_table:
-            if line.strip().startswith("total"):
-                break
-            m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-            if m:
-                counts[m.group(1)] = int(m.group(2))
-    return counts
+job_counts = dry_run_job_counts
 
 
 @pytest.fixture(scope="module")

@@ -324,23 +324,34 @@ def manifest_table(dataset):
     return _manifest(path, Path(path).stat().st_mtime)
 
 
+@functools.lru_cache(maxsize=None)
+def _manifest_rows(path, mtime):
+    """{subject: row dict} of a manifest (one dict lookup per job instead of a table scan: thousands of
+    subjects are planned per run)."""
+    return {row["subject"]: row for row in _manifest(path, mtime).to_dict("records")}
+
+
+def manifest_row(dataset, subject):
+    path = checkpoints.manifest.get(dataset=dataset).output[0]
+    rows = _manifest_rows(path, Path(path).stat().st_mtime)
+    if subject not in rows:
+        raise ValueError(f"subject {subject} is not in the manifest of {dataset}")
+    return rows[subject]
+
+
 def raw_subject_files(wildcards):
-    table = manifest_table(wildcards.dataset)
-    row = table[table["subject"] == wildcards.subject]
-    if row.empty:
-        raise ValueError(f"subject {wildcards.subject} is not in the manifest of {wildcards.dataset}")
-    files = {"image": row["image"].iloc[0]}
-    if row["seg"].iloc[0]:
-        files["seg"] = row["seg"].iloc[0]
-    if "brain_mask" in row.columns and row["brain_mask"].iloc[0]:
-        files["brain_mask"] = row["brain_mask"].iloc[0]
+    row = manifest_row(wildcards.dataset, wildcards.subject)
+    files = {"image": row["image"]}
+    if row["seg"]:
+        files["seg"] = row["seg"]
+    if row.get("brain_mask"):
+        files["brain_mask"] = row["brain_mask"]
     return files
 
 
 def subject_flags(wildcards):
     """Manifest flags of one subject, handed to preprocessing (phantom manifests have none, so defaults)."""
-    table = manifest_table(wildcards.dataset)
-    row = table[table["subject"] == wildcards.subject].iloc[0]
+    row = manifest_row(wildcards.dataset, wildcards.subject)
     return {
         "registered": str(row.get("registered", "")).lower() == "true",
         "skull_stripped": str(row.get("skull_stripped", "")).lower() == "true",

@@ -22,7 +22,15 @@ with np.load(snakemake.input.recon) as z:
 common = dict(images=images if recons is not None else None, recons=recons, median=opts["median"],
               erode=opts["erode"], erode_mode=opts.get("erode_mode", "2d"), ignores=ignores)
 if snakemake.params.role == "healthy":
-    summary, rows = evaluate_healthy(maps, masks, split, subjects, fprs=opts.get("healthy_fpr", [0.01]), **common)
+    lpips = None
+    if opts.get("lpips_weights") and recons is not None:  # a local file; nothing is ever downloaded
+        from brainuad.evaluation.lpips import LPIPS, lpips_volume
+        from brainuad.training import resolve_device
+
+        net = LPIPS(opts["lpips_weights"]).to(resolve_device("auto"))
+        lpips = lambda image, recon, mask: lpips_volume(net, image, recon, mask)  # noqa: E731
+    summary, rows = evaluate_healthy(maps, masks, split, subjects, fprs=opts.get("healthy_fpr", [0.01]),
+                                     lpips=lpips, **common)
 else:
     th = opts["threshold"]
     summary, rows = evaluate_pathology(maps, segs, masks, split, subjects, min_component=opts["min_component"],

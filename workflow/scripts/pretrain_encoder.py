@@ -2,17 +2,13 @@
 
 import inspect
 
-from brainuad.data.pack import load_pack, subject_index
+from brainuad.data.pack import fold_volumes
 from brainuad.models import model_class
 from brainuad.training.pretrain import pretrain_encoder
-from brainuad.utils import log_to, read_json
+from brainuad.utils import log_to
 
 log = log_to(snakemake.log[0])
-fold = int(snakemake.wildcards.fold)
-pack = load_pack(snakemake.input.volumes)
-split = read_json(snakemake.input.splits)["folds"][fold]
-train = pack["images"][subject_index(pack, split["train"])]
-val = pack["images"][subject_index(pack, split["val"])]
+train, val = fold_volumes(snakemake.input.volumes, snakemake.input.splits, snakemake.wildcards.fold)
 
 # the encoder exactly as the model will build it: its constructor defaults + the configured hparams
 defaults = {k: v.default for k, v in inspect.signature(model_class(snakemake.params.arch)).parameters.items()}

@@ -1,15 +1,11 @@
 """Train one model on the healthy training split of one fold."""
 
-from brainuad.data.pack import load_pack, subject_index
+from brainuad.data.pack import fold_volumes
 from brainuad.training import TrainSettings, fit
-from brainuad.utils import log_to, read_json
+from brainuad.utils import log_to
 
 log = log_to(snakemake.log[0])
-fold = int(snakemake.wildcards.fold)
-pack = load_pack(snakemake.input.volumes)
-split = read_json(snakemake.input.splits)["folds"][fold]
-train = pack["images"][subject_index(pack, split["train"])]
-val = pack["images"][subject_index(pack, split["val"])]
+train, val = fold_volumes(snakemake.input.volumes, snakemake.input.splits, snakemake.wildcards.fold)
 hparams = dict(snakemake.params.hparams)
 hparams.setdefault("image_size", list(train.shape[-2:]))
 if "encoder" in snakemake.input.keys():  # SSL-pretrained cDDPM encoder from the pretrain_encoder rule

@@ -97,3 +97,12 @@ def subject_index(pack: dict, subjects) -> np.ndarray:
     if missing:
         raise KeyError(f"subjects not in the packed dataset: {missing[:5]}")
     return np.asarray([lookup[s] for s in subjects], dtype=int)
+
+
+def fold_volumes(volumes_path: str | Path, splits_path: str | Path, fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """Healthy training and validation images (N, D, H, W) of one cross-validation fold."""
+    import json
+
+    pack = load_pack(volumes_path)
+    split = json.loads(Path(splits_path).read_text())["folds"][int(fold)]
+    return pack["images"][subject_index(pack, split["train"])], pack["images"][subject_index(pack, split["val"])]

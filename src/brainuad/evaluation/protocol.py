@@ -119,13 +119,16 @@ def evaluate_pathology(maps, segs, masks, split, subjects, *, images=None, recon
 
 
 def evaluate_healthy(maps, masks, split, subjects, *, images=None, recons=None, median=5, erode=3, erode_mode="2d",
-                     fprs=(0.01, 0.05, 0.1), ignores=None) -> tuple[dict, list[dict]]:
+                     fprs=(0.01, 0.05, 0.1), ignores=None, lpips=None) -> tuple[dict, list[dict]]:
     """Healthy-FPR thresholds (from the validation maps) and reconstruction metrics of the healthy test set.
+
+    ``lpips``: optional callable ``(image, recon, mask) -> float`` (see :mod:`brainuad.evaluation.lpips`);
+    without it ``summary["lpips"]`` says "not configured" and no LPIPS value is written.
 
     Returns
     -------
     (summary, rows): ``summary["fpr_thresholds"]`` maps each FPR to a threshold; rows hold ssim, psnr, l1
-    (when reconstructions exist) and the mean post-processed score in the brain per subject.
+    (and lpips) when reconstructions exist, and the mean post-processed score in the brain per subject.
     """
     pp = postprocess_all(maps, masks, median=median, erode=erode, erode_mode=erode_mode)
     pp, masks, _ = drop_ignored(pp, masks, None, ignores)
@@ -142,5 +145,9 @@ def evaluate_healthy(maps, masks, split, subjects, *, images=None, recons=None, 
                "mean_score": float(pp[i][brain].mean()) if brain.any() else float("nan")}
         if images is not None and recons is not None:
             row.update(reconstruction_metrics(images[i], recons[i], masks[i]))
+            if lpips is not None:
+                row["lpips"] = float(lpips(images[i], recons[i], masks[i]))
         rows.append(row)
+    if lpips is None:
+        summary["lpips"] = "not configured"
     return summary, rows

@@ -30,7 +30,12 @@ METRICS = {
     "ssim": ("SSIM", 100.0, True),
     "psnr": ("PSNR (dB)", 1.0, True),
     "l1": ("l1 (e-3)", 1000.0, False),
+    "lpips": ("LPIPS (e-3)", 1000.0, False),
 }
+
+#: metrics that need an optional resource; a fold without it records ``{metric: "not configured"}``
+#: in threshold.json and the table cell says so instead of "n/a"
+OPTIONAL = {"lpips"}
 
 #: metrics stored once per dataset and fold in threshold.json["pooled"] rather than per subject
 POOLED = {"auprc_pooled", "dice_pooled"}
@@ -75,12 +80,17 @@ def aggregate(spec: dict, eval_dir, folds, models: dict, datasets: dict, default
                     vals.append(fold_value(d / "metrics.tsv", d / "threshold.json", metric))
                 arr = np.asarray(vals, dtype=float)
                 finite = arr[np.isfinite(arr)]
+                note = ""
+                if metric in OPTIONAL and not finite.size:
+                    d = Path(eval_dir(model, run, folds[0], ds, scoring))
+                    note = str(json.loads((d / "threshold.json").read_text()).get(metric, ""))
                 lines.append({
                     "row": label, "model": model, "run": run, "scoring": scoring, "dataset": ds,
                     "dataset_label": datasets[ds].get("label", ds), "metric": metric,
                     "mean": float(finite.mean()) if finite.size else math.nan,
                     "std": float(finite.std(ddof=1)) if finite.size > 1 else (0.0 if finite.size else math.nan),
                     "n_folds": int(finite.size), "fold_values": ";".join(f"{v:.6g}" for v in arr),
+                    "note": note,
                 })
     return pd.DataFrame(lines)
 
@@ -102,7 +112,8 @@ def wide(long: pd.DataFrame, best: bool = True) -> pd.DataFrame:
         key = f"{r['dataset_label']} · {METRICS.get(r['metric'], (r['metric'],))[0]}"
         if key not in order:
             order.append(key)
-        cols.setdefault(key, {})[r["row"]] = (r["mean"], r["std"], r["n_folds"], r["metric"])
+        cols.setdefault(key, {})[r["row"]] = (r["mean"], r["std"], r["n_folds"], r["metric"],
+                                              r.get("note", "") if isinstance(r.get("note", ""), str) else "")
     rows = list(dict.fromkeys(long["row"]))
     out = pd.DataFrame(index=rows, columns=order, dtype=object)
     for key in order:
@@ -112,8 +123,8 @@ def wide(long: pd.DataFrame, best: bool = True) -> pd.DataFrame:
         if best and len(means) > 1:
             higher = METRICS.get(next(iter(cells.values()))[3], ("", 1, True))[2]
             winner = (max if higher else min)(means, key=means.get)
-        for row, (m, s, n, metric) in cells.items():
-            text = format_cell(m, s, n, metric)
+        for row, (m, s, n, metric, note) in cells.items():
+            text = note if note and not math.isfinite(m) else format_cell(m, s, n, metric)
             out.loc[row, key] = f"**{text}**" if row == winner else text
     out.index.name = "Model"
     return out
