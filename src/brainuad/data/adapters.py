@@ -405,15 +405,24 @@ def _format_values(values: np.ndarray) -> str:
     return shown + (", ..." if values.size > 10 else "")
 
 
+def _read_on_image_grid(path: Path, image_path: Path, shape, affine, check: str):
+    """Check that ``path`` lies on the image's grid; with ``check="full"`` also read it (finite values) and
+    return its data, with ``check="header"`` return None after the header-only check."""
+    if check == "header":
+        other_shape, other_affine = _header_geometry(path)
+        check_same_grid(path, other_shape, other_affine, image_path, shape, affine)
+        return None
+    data, other_affine = _read_volume(path)
+    _check_finite(data, path)
+    check_same_grid(path, data.shape, other_affine, image_path, shape, affine)
+    return data
+
+
 def _check_label(path: Path, image_path: Path, shape, affine, policy: _Policy) -> None:
     """Grid, value and emptiness checks of a lesion label against its image."""
-    if policy.check == "header":
-        label_shape, label_affine = _header_geometry(path)
-        check_same_grid(path, label_shape, label_affine, image_path, shape, affine)
+    data = _read_on_image_grid(path, image_path, shape, affine, policy.check)
+    if data is None:
         return
-    data, label_affine = _read_volume(path)
-    _check_finite(data, path)
-    check_same_grid(path, data.shape, label_affine, image_path, shape, affine)
     values = np.unique(data)
     if values.size and values[0] < 0:
         raise InputDataError(path, f"label contains negative values ({_format_values(values)})")
@@ -438,13 +447,9 @@ def _check_label(path: Path, image_path: Path, shape, affine, policy: _Policy) -
 
 
 def _check_brain_mask(path: Path, image_path: Path, shape, affine, check: str) -> None:
-    if check == "header":
-        mask_shape, mask_affine = _header_geometry(path)
-        check_same_grid(path, mask_shape, mask_affine, image_path, shape, affine)
+    data = _read_on_image_grid(path, image_path, shape, affine, check)
+    if data is None:
         return
-    data, mask_affine = _read_volume(path)
-    _check_finite(data, path)
-    check_same_grid(path, data.shape, mask_affine, image_path, shape, affine)
     values = np.unique(data)
     if not set(values.tolist()) <= {0.0, 1.0}:
         raise InputDataError(path, f"brain mask is not binary (values {_format_values(values)})")
