@@ -5,7 +5,11 @@
 from pathlib import Path
 
 
-configfile: str(Path(workflow.basedir) / "config" / "config.yaml")
+# A --configfile replaces the default instead of being merged into it. SLURM jobs are started with
+# `--configfiles X` but without --replace-workflow-config; merging would silently change their params.
+if not workflow.overwrite_configfiles:
+
+    configfile: str(Path(workflow.basedir) / "config" / "config.yaml")
 
 
 include: "workflow/rules/common.smk"

@@ -168,16 +168,11 @@ def test_partition_example_keeps_gpu_jobs_off_cpu_partitions():
     assert plugin.get_best_partition(partitions, cpu_job, log) not in gpu_partitions
 
 
-@pytest.mark.xfail(strict=True, reason="Snakefile loads config/config.yaml even when a --configfile is given; "
-                   "SLURM jobs get --configfiles but not --replace-workflow-config (see the docstring)")
 def test_jobs_see_only_the_given_configfile(tmp_path):
-    """The controller runs with `--configfile X --replace-workflow-config`, but Snakemake 9.27.1 starts every
-    SLURM job with `--configfiles X` only, so a job merges config/config.yaml into X: any key X leaves out
-    (e.g. scorings.mhd_diag.samples) silently changes that job's params (seen: the smoke run on SLURM failed in
-    `score`). Fix in the Snakefile, so that a --configfile replaces config/config.yaml everywhere:
-        if not workflow.overwrite_configfiles:
-            configfile: str(Path(workflow.basedir) / "config" / "config.yaml")
-    then drop this xfail marker."""
+    """Snakemake 9 starts every SLURM job with `--configfiles X` only (no --replace-workflow-config). Were
+    config/config.yaml merged into X, any key X leaves out (e.g. scorings.mhd_diag.samples) would silently
+    change that job's params (seen: the smoke run on SLURM failed in `score`). The Snakefile loads the default
+    config only when no --configfile is given."""
     cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--configfiles", str(SMOKE),
            "-n", "all_tables"]  # the config arguments a spawned SLURM job is given
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")

@@ -11,8 +11,6 @@ The daemons are stopped by pid and their state removed whatever happens.
 
 Slow: 16-19 min on the 2-core development machine (122 SLURM jobs, each starting Snakemake twice: the
 jobstep and its srun); runs only with `make test-slurm` / `pytest -m slurm` (conftest.py).
-Until the Snakefile lets a --configfile replace config/config.yaml, the run fails in `score`: see
-test_profile.py::test_jobs_see_only_the_given_configfile.
 """
 
 from __future__ import annotations
