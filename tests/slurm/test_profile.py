@@ -179,3 +179,21 @@ def test_jobs_see_only_the_given_configfile(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "is extended by additional config" not in proc.stdout + proc.stderr
+
+
+def test_training_is_warned_before_the_time_limit_with_a_signal_it_handles():
+    """train asks SLURM for SIGUSR1 five minutes before its time limit; the training loop must treat exactly
+    that signal as save-and-stop, and the plugin must accept the option (it rejects options it manages)."""
+    from snakemake_executor_plugin_slurm.validation import validate_slurm_extra
+
+    from brainuad.training import loop
+
+    extra = evaluate(SET["train"]["slurm_extra"], 1)
+    m = re.fullmatch(r"--signal=(?:B:)?(\w+)@(\d+)", extra)
+    assert m, extra
+    assert int(m.group(2)) >= 60
+    import signal as sig
+    with loop._StopFlag() as flag:
+        os.kill(os.getpid(), getattr(sig, "SIG" + m.group(1)))
+        assert flag.requested
+    validate_slurm_extra(SimpleNamespace(resources=SimpleNamespace(slurm_extra=extra)))  # raises if forbidden
