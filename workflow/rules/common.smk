@@ -136,6 +136,16 @@ def canon(obj):
     return obj
 
 
+def _qualitative_specs():
+    """report.qualitative as {table: spec}; the key takes one {table, fold} mapping or a list of them."""
+    specs = config["report"]["qualitative"]
+    specs = specs if isinstance(specs, list) else [specs]
+    return {spec["table"]: {"fold": 0, **spec} for spec in specs}
+
+
+QUALITATIVE = _qualitative_specs()
+
+
 def _config_error(msg):
     raise ValueError(f"config error: {msg}")
 
@@ -192,6 +202,9 @@ def _check_config():
         for m in dsh["models"]:
             if m not in MODELS or MODELS[m]["arch"] in LEARNING_FREE:
                 _config_error(f"report.domain_shift.models: {m!r} is not a trainable model")
+    for table in QUALITATIVE:
+        if table not in TABLES or TABLES[table].get("kind", "segmentation") != "segmentation":
+            _config_error(f"report.qualitative: {table!r} is not a segmentation table")
     it = config["report"].get("inference_time")
     if it and it["table"] not in TABLES:
         _config_error(f"report.inference_time.table: unknown table {it['table']!r}")
@@ -490,10 +503,11 @@ def train_logs():
     return [f.replace("model.pt", "train_log.tsv") for f in all_model_files()]
 
 
-def qualitative_inputs():
-    spec = config["report"]["qualitative"]
-    table = TABLES[spec["table"]]
-    files = []
+def qualitative_inputs(wildcards):
+    """Scores, thresholds, reconstructions and volumes the qualitative figure of one table shows."""
+    spec = QUALITATIVE[wildcards.table]
+    table = TABLES[wildcards.table]
+    files = [f"results/data/{ds}/volumes.npz" for ds in table["datasets"]]
     for row in table["rows"]:
         for ds in table["datasets"]:
             d = f"{trainset_of(ds)}/{row['model']}/{row.get('run', RUN)}/fold-{spec['fold']}"
@@ -589,7 +603,7 @@ def mhd_figure_inputs():
 
 
 def report_figures():
-    figs = ["results/figures/qualitative.png", "results/figures/training_curves.png"]
+    figs = [*expand("results/figures/qualitative_{table}.png", table=QUALITATIVE), "results/figures/training_curves.png"]
     if config["report"].get("mhd_figure"):
         figs.append("results/figures/mhd.png")
     if config["report"].get("domain_shift"):

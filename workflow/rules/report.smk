@@ -22,27 +22,38 @@ rule table:
         "../scripts/make_table.py"
 
 
-rule figures:
+rule qualitative_figure:
     input:
-        qualitative=qualitative_inputs(),
-        train_logs=train_logs(),
-        volumes=expand("results/data/{dataset}/volumes.npz", dataset=TABLES[config["report"]["qualitative"]["table"]]["datasets"]),
+        qualitative_inputs,
     output:
-        qualitative="results/figures/qualitative.png",
-        curves="results/figures/training_curves.png",
+        "results/figures/qualitative_{table}.png",
     log:
-        "logs/figures/figures.log",
+        "logs/qualitative_figure/{table}.log",
     conda:
         "../../envs/report.yaml"
     params:
-        spec=canon(config["report"]["qualitative"]),
-        table=canon(TABLES[config["report"]["qualitative"]["table"]]),
+        spec=lambda wc: canon(QUALITATIVE[wc.table]),
+        table=lambda wc: canon(TABLES[wc.table]),
         models=canon(MODELS),
         datasets=canon(DATASETS),
         run=RUN,
         options=canon(config["evaluation"]),
+        histogram_bins=lambda wc: QUALITATIVE[wc.table].get("histogram_bins", 500),
     script:
-        "../scripts/make_figures.py"
+        "../scripts/make_qualitative_figure.py"
+
+
+rule training_curves:
+    input:
+        train_logs(),
+    output:
+        "results/figures/training_curves.png",
+    log:
+        "logs/training_curves/training_curves.log",
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/make_training_curves.py"
 
 
 rule report:
@@ -62,6 +73,7 @@ rule report:
         "../../envs/report.yaml"
     params:
         tables=canon(TABLES),
+        qualitative=canon(QUALITATIVE),
         inference_time=canon(config["report"].get("inference_time") or {}),
         sweeps=canon({**SWEEPS, **MODEL_SWEEPS}),
         title=config["report"]["title"],

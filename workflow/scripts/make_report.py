@@ -29,24 +29,28 @@ if snakemake.input.inference:  # seconds per volume measured in the reconstruct 
                    f"Wall time of the reconstruct jobs divided by the volumes reconstructed (all stored samples and "
                    f"noise levels), mean ± std over datasets and folds; vs reference: relative to "
                    f"{spec.get('reference', '-')}. Source: results/tables/inference_time.tsv"))
-figures = [
-    ("Qualitative results", snakemake.input.figures[0],
-     "Per pathology dataset and model (fold shown in the config): the test subject with the largest lesion at its "
-     "largest lesion slice. Red/cyan contour: ground truth. Anomaly map after median filtering and brain-mask "
-     "erosion; thresholded map at the validation-set threshold after removing small components."),
-    ("Training curves", snakemake.input.figures[1],
-     "Training loss (running mean, thin) and healthy-validation loss (dots) per model and fold; the best "
-     "validation checkpoint is the one evaluated."),
-]
-for fig in snakemake.input.figures[2:]:
+figures = []
+for fig in snakemake.input.figures:
     name = Path(fig).stem
-    if name == "domain_shift":
+    if name.startswith("qualitative_"):
+        table = name[len("qualitative_"):]
+        figures.append((f"Qualitative results: {p.tables[table].get('title', table)}", fig,
+                        f"Fold {p.qualitative[table]['fold']}. Per pathology dataset and model: the test subject with the "
+                        "largest lesion at its largest lesion slice. Red/cyan contour: ground truth. Anomaly map after "
+                        "median filtering and brain-mask erosion; thresholded map at the validation-set threshold after "
+                        "removing small components. Last column (Figure 4.3 analogue): intensity densities of input "
+                        "(grey) and reconstruction (red, mean of the stored samples) on the healthy brain voxels of the "
+                        "whole volume; KLD = H(input) - H(reconstruction) in nats, as P8.3 prints it."))
+    elif name == "training_curves":
+        figures.append(("Training curves", fig,
+                        "Training loss (running mean, thin) and healthy-validation loss (dots) per model and fold; "
+                        "the best validation checkpoint is the one evaluated."))
+    elif name == "domain_shift":
         figures.append(("Domain shift: intensity histograms (P8.3 §4.5.2, Figure 4.3 analogue)", fig,
                         "Healthy test volumes at simulated contrast levels x^cl (columns) reconstructed by each model "
                         "(rows): intensity density of brain voxels, input (grey) vs reconstruction (red); last column: "
                         "H(input) − H(reconstruction) in nats (P8.3's 'KLD'). Numbers in results/tables/domain_shift.tsv."))
-        continue
-    if name == "mhd":
+    elif name == "mhd":
         figures.append(("Multi-sample scores (Figure 4.5 analogue)", fig,
                         "Input, mean of N reconstructions, S_mean = 1 - SSIM(x, mean), S_MHD_diag and S_MHD_full "
                         "(Mahalanobis distance with diagonal / full pixel covariance of the N reconstructions, "

@@ -30,18 +30,25 @@ def pick_example(segs: np.ndarray) -> tuple[int, int]:
 
 def qualitative_figure(panels: list[dict], path: str | Path) -> None:
     """Grid with one row per (dataset, model): input with ground truth, reconstruction, anomaly map,
-    thresholded map with the ground-truth contour.
+    thresholded map with the ground-truth contour and, when any panel has one, the histograms of input vs
+    reconstruction intensities on the healthy brain voxels of the whole volume (Figure 4.3 analogue).
 
     Parameters
     ----------
     panels : list of dict
         Keys ``title`` (row title), ``image``, ``seg``, ``mask``, ``map`` (H, W) slices, ``recon`` (H, W)
-        or None, ``binary`` (H, W) bool.
+        or None, ``binary`` (H, W) bool; optional ``hist``: the dict of
+        :func:`brainuad.analysis.domain_shift.histogram_shift` (``bin_edges``, ``hist_input``,
+        ``hist_recon``, ``kld_p83``) or None.
     path : output image file
     """
     n = len(panels)
-    fig, axes = plt.subplots(n, 4, figsize=(8.0, 2.0 * n + 0.4), squeeze=False)
-    for ax, title in zip(axes[0], ["input + ground truth", "reconstruction", "anomaly map", "thresholded + ground truth"]):
+    with_hist = any(p.get("hist") is not None for p in panels)
+    ncol = 5 if with_hist else 4
+    fig, axes = plt.subplots(n, ncol, figsize=(2.0 * ncol, 2.0 * n + 0.4), squeeze=False)
+    titles = ["input + ground truth", "reconstruction", "anomaly map", "thresholded + ground truth",
+              "healthy voxels: input vs recon"]
+    for ax, title in zip(axes[0], titles):
         ax.set_title(title, fontsize=8)
     for row, p in zip(axes, panels):
         row[0].imshow(p["image"], cmap="gray", vmin=0, vmax=1)
@@ -56,12 +63,31 @@ def qualitative_figure(panels: list[dict], path: str | Path) -> None:
         row[3].imshow(np.ma.masked_where(~p["binary"], p["binary"]), cmap="autumn", alpha=0.6, vmin=0, vmax=1)
         row[3].contour(p["seg"], levels=[0.5], colors="c", linewidths=0.7)
         row[0].set_ylabel(p["title"], fontsize=7)
-        for ax in row:
+        for ax in row[:4]:
             ax.set_xticks([])
             ax.set_yticks([])
+        if with_hist:
+            _histogram_panel(row[4], p.get("hist"))
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
+
+
+def _histogram_panel(ax, hist: dict | None) -> None:
+    """Input (grey) vs reconstruction (red) densities and P8.3's "KLD" = H(input) - H(recon) in nats."""
+    if hist is None:
+        ax.text(0.5, 0.5, "no reconstruction", ha="center", va="center", fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return
+    edges = hist["bin_edges"]
+    ax.stairs(hist["hist_input"], edges, color="0.4", fill=True, alpha=0.5, label="input")
+    ax.stairs(hist["hist_recon"], edges, color="r", lw=0.8, label="recon")
+    ax.text(0.97, 0.95, f"KLD {hist['kld_p83']:.2f}", transform=ax.transAxes, ha="right", va="top", fontsize=6)
+    ax.set_xlim(0, 1)
+    ax.tick_params(labelsize=5)
+    ax.set_yticks([])
+    ax.legend(fontsize=5, loc="upper left", frameon=False)
 
 
 def training_curves(logs: dict[str, str | Path], path: str | Path, smooth: int = 10) -> None:

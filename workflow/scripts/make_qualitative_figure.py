@@ -1,18 +1,19 @@
-"""Qualitative figure (one row per pathology dataset x model) and training curves."""
+"""Qualitative figure of one table (Figure 4.3 analogue): one row per pathology dataset x model."""
 
 from pathlib import Path
 
 import numpy as np
 
+from brainuad.analysis.domain_shift import histogram_shift
 from brainuad.data.pack import load_pack, subject_index
 from brainuad.evaluation.postprocess import binarize, postprocess
 from brainuad.paths import trainset_of
-from brainuad.reporting.figures import pick_example, qualitative_figure, training_curves
+from brainuad.reporting.figures import pick_example, qualitative_figure
 from brainuad.utils import log_to, read_json
 
 log = log_to(snakemake.log[0])
 p = snakemake.params
-fold, opts = p.spec.get("fold", 0), p.options
+fold, opts = p.spec["fold"], p.options
 panels = []
 for ds in p.table["datasets"]:
     dcfg = p.datasets[ds]
@@ -36,16 +37,19 @@ for ds in p.table["datasets"]:
                            erode_mode=opts.get("erode_mode", "2d"))
         thr = read_json(f"results/eval/{base}/{ds}/{scoring}/threshold.json")["threshold"]
         binary = binarize(amap, thr, min_component=opts["min_component"])
-        recon = None
+        recon, hist = None, None
         rec_file = Path(f"results/recon/{base}/{ds}.npz")
         if rec_file.exists():
             with np.load(rec_file) as z:
                 if "recons" in z.files:
-                    recon = z["recons"][:, k].astype(np.float32).mean(0)[sl]
+                    volume = z["recons"][:, k].astype(np.float32).mean(0)  # mean over stored samples
+                    recon = volume[sl]
+                    healthy = (mask > 0) & (seg == 0)
+                    if healthy.any():  # input vs reconstruction on the healthy brain voxels of the volume
+                        hist = histogram_shift(image, volume, healthy, bins=p.histogram_bins)
         label = p.models[model].get("label", model)
         panels.append({"title": f"{dcfg.get('label', ds)}\n{label} · {subject} z={sl}", "image": image[sl],
-                       "seg": seg[sl], "mask": mask[sl], "map": amap[sl], "recon": recon, "binary": binary[sl]})
-qualitative_figure(panels, snakemake.output.qualitative)
-logs = {str(Path(f).parent.relative_to("results/models")): f for f in snakemake.input.train_logs}
-training_curves(logs, snakemake.output.curves)
-log.info("%d qualitative panels, %d training curves", len(panels), len(logs))
+                       "seg": seg[sl], "mask": mask[sl], "map": amap[sl], "recon": recon, "binary": binary[sl],
+                       "hist": hist})
+qualitative_figure(panels, snakemake.output[0])
+log.info("%d qualitative panels for table %s", len(panels), snakemake.wildcards.table)
