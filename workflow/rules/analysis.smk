@@ -15,7 +15,7 @@ rule domain_shift:
         "results/benchmarks/domain_shift/{trainset}/{model}/{run}/fold-{fold}.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    threads: 1  # torch intra-op threads; the SLURM profile raises it (set-threads)
     resources:
         gpu=1,
         mem_mb=16000,

@@ -16,7 +16,7 @@ rule pretrain_encoder:
         "results/benchmarks/pretrain_encoder/{trainset}/{model}/{run}/fold-{fold}.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    threads: 1  # torch intra-op threads; the SLURM profile raises it (set-threads)
     resources:
         gpu=1,
         mem_mb=16000,
@@ -44,7 +44,7 @@ rule train:
         "results/benchmarks/train/{trainset}/{model}/{run}/fold-{fold}.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    threads: 1  # torch intra-op threads; the SLURM profile raises it (set-threads)
     resources:
         gpu=1,
         mem_mb=16000,

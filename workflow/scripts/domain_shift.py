@@ -3,6 +3,7 @@ volumes, reconstructed; intensity histograms of input vs reconstruction on brain
 
 import numpy as np
 import pandas as pd
+import torch
 
 from brainuad.analysis.domain_shift import contrast_levels, histogram_shift
 from brainuad.data.pack import load_pack, subject_index
@@ -11,6 +12,7 @@ from brainuad.training import load_model, resolve_device
 from brainuad.utils import log_to, read_json
 
 log = log_to(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)  # the rule's threads (CPU runs: jobs in parallel, not oversubscribed)
 p = snakemake.params
 fold = int(snakemake.wildcards.fold)
 device = resolve_device(p.device)

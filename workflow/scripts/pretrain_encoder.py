@@ -2,12 +2,15 @@
 
 import inspect
 
+import torch
+
 from brainuad.data.pack import fold_volumes
 from brainuad.models import model_class
 from brainuad.training.pretrain import pretrain_encoder
 from brainuad.utils import log_to
 
 log = log_to(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)  # the rule's threads (CPU runs: jobs in parallel, not oversubscribed)
 train, val = fold_volumes(snakemake.input.volumes, snakemake.input.splits, snakemake.wildcards.fold)
 
 # the encoder exactly as the model will build it: its constructor defaults + the configured hparams

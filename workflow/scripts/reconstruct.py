@@ -13,6 +13,7 @@ from brainuad.training import load_model, resolve_device
 from brainuad.utils import log_to, read_json
 
 log = log_to(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)  # the rule's threads (CPU runs: jobs in parallel, not oversubscribed)
 fold = int(snakemake.wildcards.fold)
 device = resolve_device(snakemake.params.device)
 pack = load_pack(snakemake.input.volumes)

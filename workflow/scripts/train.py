@@ -1,10 +1,13 @@
 """Train one model on the healthy training split of one fold."""
 
+import torch
+
 from brainuad.data.pack import fold_volumes
 from brainuad.training import TrainSettings, fit
 from brainuad.utils import log_to
 
 log = log_to(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)  # the rule's threads (CPU runs: jobs in parallel, not oversubscribed)
 train, val = fold_volumes(snakemake.input.volumes, snakemake.input.splits, snakemake.wildcards.fold)
 hparams = dict(snakemake.params.hparams)
 hparams.setdefault("image_size", list(train.shape[-2:]))
