@@ -42,7 +42,7 @@ out = run_model(model, pack["images"][idx], pack["masks"][idx], samples=settings
 if device.type == "cuda":
     torch.cuda.synchronize(device)
 seconds = (time.perf_counter() - t0) / max(len(subjects), 1)
-hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s))"
 key = "maps" if getattr(model, "produces", "recon") == "map" else "recons"
 np.savez(snakemake.output[0], **{key: out}, subjects=np.asarray(subjects),
          split=np.asarray(["val"] * len(val) + ["test"] * len(test)),
