@@ -66,3 +66,41 @@ def test_sampling_covers_volumes_and_slices_uniformly():
     assert counts.min() > 140 and counts.max() < 260  # 200 expected per (volume, slice)
     three_d = sample_batch(vols, 3, 4, gen)
     assert three_d.shape == (4, 1, 5, 2, 2)
+
+
+@pytest.mark.parametrize("signame", ["SIGUSR1", "SIGTERM"])
+def test_slurm_signal_saves_state_and_the_rerun_resumes_bit_identically(tmp_path, monkeypatch, signame):
+    """SLURM's warning signal (profile: --signal=USR1@300) or the SIGTERM at the time limit, delivered to the
+    process mid-training: the loop saves its state and stops; a rerun resumes and ends like an uninterrupted run."""
+    import os
+    import signal
+
+    from brainuad.training import loop
+
+    vols = _data(1)
+    settings = TrainSettings(max_steps=12, batch_size=4, lr=1e-3, val_every=4, seed=3, checkpoint_every_s=1e9)
+    kw = dict(progress=False, device="cpu")
+    ref = fit("vae", HP, vols[:4], vols[4:], settings, out_model=tmp_path / "a/model.pt",
+              out_log=tmp_path / "a/log.tsv", workdir=tmp_path / "a/work", **kw)
+    calls = {"n": 0}
+    real = loop.sample_batch
+
+    def sample_then_signal(*args, **kwargs):  # the signal arrives while step 7 is being computed
+        calls["n"] += 1
+        if calls["n"] == 7:
+            os.kill(os.getpid(), getattr(signal, signame))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "sample_batch", sample_then_signal)
+    part = fit("vae", HP, vols[:4], vols[4:], settings, out_model=tmp_path / "b/model.pt",
+               out_log=tmp_path / "b/log.tsv", workdir=tmp_path / "b/work", **kw)
+    assert part["status"] == "interrupted" and part["step"] == 7
+    assert (tmp_path / "b/work").exists() and not (tmp_path / "b/model.pt").exists()
+    assert signal.getsignal(getattr(signal, signame)) is not None  # handler restored, process alive
+    monkeypatch.setattr(loop, "sample_batch", real)
+    done = fit("vae", HP, vols[:4], vols[4:], settings, out_model=tmp_path / "b/model.pt",
+               out_log=tmp_path / "b/log.tsv", workdir=tmp_path / "b/work", **kw)
+    assert done == ref
+    a = torch.load(tmp_path / "a/model.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "b/model.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
