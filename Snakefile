@@ -1,5 +1,5 @@
 # brainuad: deep generative models for unsupervised anomaly detection in brain MRI.
-# Targets: all_tables (tables + sweeps + report, the default), all_models, all_sweeps.
+# Targets: all_tables (tables + sweeps + report, the default), all_data, all_models, all_sweeps.
 # Data flow and path scheme: see README.md and ../shared/design/ARCHITECTURE.md.
 
 from pathlib import Path
@@ -26,6 +26,7 @@ localrules:
     all_tables,
     all_models,
     all_sweeps,
+    all_data,
 
 
 rule all_tables:
@@ -34,6 +35,14 @@ rule all_tables:
         sweeps=all_sweep_files(),
         report="results/report/benchmark.pdf",
     default_target: True
+
+
+rule all_data:
+    # Pre-processed, packed and quality-checked data of every dataset. On SLURM, run this stage inside one
+    # allocation (README "Cluster") instead of one SLURM job per subject.
+    input:
+        expand("results/data/{dataset}/volumes.npz", dataset=DATASETS),
+        expand("results/qc/{dataset}/qc.tsv", dataset=DATASETS),
 
 
 rule all_models:

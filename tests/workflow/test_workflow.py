@@ -187,3 +187,10 @@ def test_invalid_config_gives_a_clear_message(tmp_path):
     proc = snakemake(tmp_path, "-n", "all_tables", config=_variant(tmp_path, change3), check=False)
     assert proc.returncode != 0
     assert f"{bad_table}: column 'depth' is not mapped under sweeps.latent.set" in proc.stdout + proc.stderr
+
+
+def test_all_data_target_plans_only_the_data_stage(tmp_path):
+    """`all_data` (pre-processing inside one SLURM allocation, README "Cluster") plans data jobs only."""
+    counts = job_counts(snakemake(tmp_path, "-n", "all_data").stdout)
+    assert {"make_phantom", "manifest"} <= set(counts), counts
+    assert set(counts) <= {"make_phantom", "manifest", "preprocess", "pack", "qc", "all_data"}, counts
