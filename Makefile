@@ -29,7 +29,7 @@ test: install
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q
 
 # A one-node SLURM (apt-get installs slurm-wlm and munge when missing; needs root) runs the smoke workflow
-# through profiles/slurm (16-19 min on 2 cores); plus the profile checks that need no cluster.
+# through profiles/slurm (about 15 min on 2 cores); plus the profile checks that need no cluster. .ci/run runs it.
 test-slurm: install
 	BRAINUAD_SLURM_TESTS=1 PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -s tests/slurm
 
