@@ -11,6 +11,19 @@ import numpy as np
 import torch
 
 
+def set_attributes(model, attributes: dict, name: str = "model"):
+    """Apply test-time switches (``reconstruct.attributes``, e.g. a cDDPM's ``encoder_crop``) to ``model``.
+
+    Raises ValueError naming the key when the model has no such attribute (a typo would otherwise be a
+    silent no-op). Returns the model.
+    """
+    for key, value in (attributes or {}).items():
+        if not hasattr(model, key):
+            raise ValueError(f"reconstruct.attributes.{key}: {name} has no attribute {key!r}")
+        setattr(model, key, value)
+    return model
+
+
 @torch.no_grad()
 def run_model(model, images: np.ndarray, masks: np.ndarray, *, samples: int = 1, noise_level=None,
               batch_size: int = 64, seed: int = 0, device: torch.device | str = "cpu") -> np.ndarray:

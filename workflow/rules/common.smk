@@ -14,6 +14,7 @@ from snakemake.utils import Paramspace, validate
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from brainuad.catalog import LEARNING_FREE  # noqa: E402  (torch-free)
 from brainuad.paths import eval_dir  # noqa: E402
+from brainuad.reporting.tables import row_label  # noqa: E402  (numpy/pandas only)
 from brainuad import paths  # noqa: E402
 
 validate(config, "../schemas/config.schema.yaml")
@@ -22,11 +23,15 @@ DATASETS = config["datasets"]
 MODELS = config["models"]
 
 
+# what a ``weights_from`` model (e.g. an ENS variant) takes from its source and may not change
+WEIGHT_KEYS = ("arch", "hparams", "train", "pretrain")
+
+
 def _inherit_weights_from(models):
-    """A ``weights_from`` model (e.g. an ENS variant) takes arch, hparams, train and pretrain of its source."""
+    """A ``weights_from`` model takes the WEIGHT_KEYS sections of its source."""
     for entry in models.values():
         source = models.get(entry.get("weights_from"))
-        for key in ("arch", "hparams", "train", "pretrain"):
+        for key in WEIGHT_KEYS:
             if source is not None and not entry.get(key) and key in source:  # absent or a schema default {}
                 entry[key] = copy.deepcopy(source[key])
 
@@ -179,7 +184,7 @@ def _check_config():
             continue
         if source not in MODELS or MODELS[source].get("weights_from"):
             _config_error(f"models.{mname}.weights_from: {source!r} must name a model that trains its own weights")
-        for key in ("arch", "hparams", "train", "pretrain"):
+        for key in WEIGHT_KEYS:
             if entry.get(key, MODELS[source].get(key)) != MODELS[source].get(key):
                 _config_error(f"models.{mname}.{key} differs from models.{source}.{key}; a weights_from model may "
                               "change only label and reconstruct settings")
@@ -455,10 +460,11 @@ def model_input(wildcards):
 
 
 def pretrain_input(wildcards):
-    """The SSL-pretrained encoder a model's training consumes (models with a ``pretrain`` section)."""
+    """``{"encoder": path}`` of the SSL-pretrained encoder a model's training consumes (models with a
+    ``pretrain`` section), else ``{}``."""
     if not model_entry(wildcards.model, wildcards.run).get("pretrain"):
-        return []
-    return f"results/models/{wildcards.trainset}/{wildcards.model}/{wildcards.run}/fold-{wildcards.fold}/encoder.pt"
+        return {}
+    return {"encoder": f"results/models/{wildcards.trainset}/{wildcards.model}/{wildcards.run}/fold-{wildcards.fold}/encoder.pt"}
 
 
 def pretrain_settings(wildcards):
@@ -573,7 +579,7 @@ def inference_time_jobs():
     table = TABLES[spec["table"]]
     jobs = []
     for row in table["rows"]:
-        label = row.get("label") or MODELS[row["model"]].get("label", row["model"])
+        label = row_label(row, MODELS)
         for ds in table["datasets"]:
             for fold in FOLDS:
                 base = f"{trainset_of(ds)}/{row['model']}/{row.get('run', RUN)}/fold-{fold}"

@@ -32,7 +32,7 @@ rule pretrain_encoder:
 
 rule train:
     input:
-        unpack(lambda wc: {"encoder": pretrain_input(wc)} if pretrain_input(wc) else {}),
+        unpack(pretrain_input),
         volumes="results/data/{trainset}/volumes.npz",
         splits="results/splits/{trainset}.json",
     output:

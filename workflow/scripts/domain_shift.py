@@ -7,7 +7,7 @@ import torch
 
 from brainuad.analysis.domain_shift import contrast_levels, histogram_shift
 from brainuad.data.pack import load_pack, subject_index
-from brainuad.inference import run_model
+from brainuad.inference import run_model, set_attributes
 from brainuad.training import load_model, resolve_device
 from brainuad.utils import log_to, read_json
 
@@ -21,8 +21,7 @@ test = read_json(snakemake.input.splits)["test"][: p.spec.get("max_volumes", 4)]
 idx = subject_index(pack, test)
 images, masks = pack["images"][idx], pack["masks"][idx] > 0
 model = load_model(snakemake.input.model, device)
-for name, value in p.settings.get("attributes", {}).items():
-    setattr(model, name, value)
+set_attributes(model, p.settings.get("attributes"), f"model {snakemake.wildcards.model!r}")
 
 rows, hists = [], {}
 for cl, x in contrast_levels(images, p.spec.get("levels", [0.3, 0.7, 1.0, 1.5, 2.0])).items():

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from brainuad.data.pack import load_pack, subject_index
-from brainuad.inference import run_model
+from brainuad.inference import run_model, set_attributes
 from brainuad.models import build
 from brainuad.training import load_model, resolve_device
 from brainuad.utils import log_to, read_json
@@ -29,10 +29,7 @@ if snakemake.input.model:
 else:
     model = build(snakemake.params.arch, **snakemake.params.hparams).to(device).eval()
 settings = snakemake.params.settings
-for name, value in settings.get("attributes", {}).items():  # test-time switches, e.g. a cDDPM's encoder_crop
-    if not hasattr(model, name):
-        raise ValueError(f"reconstruct.attributes.{name}: model {snakemake.params.arch!r} has no attribute {name!r}")
-    setattr(model, name, value)
+set_attributes(model, settings.get("attributes"), f"model {snakemake.params.arch!r}")
 if device.type == "cuda":
     torch.cuda.synchronize(device)
 t0 = time.perf_counter()

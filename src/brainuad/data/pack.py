@@ -14,6 +14,7 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import InputDataError
+from ..utils import read_json
 
 
 def ras_to_dhw(arr: np.ndarray) -> np.ndarray:
@@ -101,8 +102,6 @@ def subject_index(pack: dict, subjects) -> np.ndarray:
 
 def fold_volumes(volumes_path: str | Path, splits_path: str | Path, fold: int) -> tuple[np.ndarray, np.ndarray]:
     """Healthy training and validation images (N, D, H, W) of one cross-validation fold."""
-    import json
-
     pack = load_pack(volumes_path)
-    split = json.loads(Path(splits_path).read_text())["folds"][int(fold)]
+    split = read_json(splits_path)["folds"][int(fold)]
     return pack["images"][subject_index(pack, split["train"])], pack["images"][subject_index(pack, split["val"])]

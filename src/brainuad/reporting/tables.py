@@ -41,6 +41,11 @@ OPTIONAL = {"lpips"}
 POOLED = {"auprc_pooled", "dice_pooled"}
 
 
+
+def row_label(row: dict, models: dict) -> str:
+    """Label of a table row: its own ``label``, else the model's ``label``, else the model name."""
+    return row.get("label") or models[row["model"]].get("label", row["model"])
+
 def fold_value(metrics_tsv: str | Path, threshold_json: str | Path, metric: str) -> float:
     """One fold's value of ``metric``: nanmean over test subjects, or the pooled value."""
     if metric in POOLED:
@@ -71,7 +76,7 @@ def aggregate(spec: dict, eval_dir, folds, models: dict, datasets: dict, default
     lines = []
     for row in spec["rows"]:
         model, scoring, run = row["model"], row.get("scoring", "l1"), row.get("run", default_run)
-        label = row.get("label") or models[model].get("label", model)
+        label = row_label(row, models)
         for ds in spec["datasets"]:
             for metric in spec["metrics"]:
                 vals = []
