@@ -223,3 +223,14 @@ def test_path_patterns_filled():
     assert paths.eval_dir("ixi", "ae", RUN, 0, "brats", "l1") == "results/eval/ixi/ae/default/fold-0/brats/l1"
     lookup = paths.eval_dir_lookup(SMOKE["datasets"])
     assert lookup("ae", RUN, 1, "ms_t2", "ssim") == "results/eval/healthy_t2/ae/default/fold-1/ms_t2/ssim"
+
+
+def test_data_and_report_inputs():
+    s = study()
+    assert s.data_files() == [f"results/data/{ds}/volumes.npz" for ds in ("healthy_t2", "tumour_t2", "ms_t2")] + [
+        f"results/qc/{ds}/qc.tsv" for ds in ("healthy_t2", "tumour_t2", "ms_t2")]
+    report = s.report_inputs()
+    assert list(report) == ["tables", "figures", "sweeps", "qc_tables", "qc_exclusions", "qc_figures", "inference"]
+    assert report["tables"] == [f"results/tables/{t}.tsv" for t in ("segmentation", "reconstruction", "diffusion")]
+    assert report["inference"] == ["results/tables/inference_time.tsv"]
+    assert report["qc_exclusions"][0] == "results/qc/healthy_t2/exclusions.tsv"
