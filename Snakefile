@@ -31,9 +31,9 @@ localrules:
 
 rule all_tables:
     input:
-        tables=all_table_files(),
-        sweeps=all_sweep_files(),
-        report="results/report/benchmark.pdf",
+        tables=STUDY.all_table_files(),
+        sweeps=STUDY.all_sweep_files(),
+        report=paths.REPORT,
     default_target: True
 
 
@@ -41,15 +41,14 @@ rule all_data:
     # Pre-processed, packed and quality-checked data of every dataset. On SLURM, run this stage inside one
     # allocation (README "Cluster") instead of one SLURM job per subject.
     input:
-        expand("results/data/{dataset}/volumes.npz", dataset=DATASETS),
-        expand("results/qc/{dataset}/qc.tsv", dataset=DATASETS),
+        STUDY.data_files(),
 
 
 rule all_models:
     input:
-        all_model_files(),
+        STUDY.all_model_files(),
 
 
 rule all_sweeps:
     input:
-        all_sweep_files(),
+        STUDY.all_sweep_files(),

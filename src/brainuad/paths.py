@@ -1,6 +1,79 @@
-"""Result paths shared by the Snakefile and the workflow scripts (torch-free, importable at parse time)."""
+"""Result path patterns shared by the Snakefile, the workflow scripts and the library (torch-free).
+
+Every pattern is a Snakemake wildcard pattern (``{name}`` fields); the rules use them as they are, and
+:func:`fill` turns one into a concrete path (or into a narrower pattern when only some fields are given).
+"""
 
 from __future__ import annotations
+
+import string
+
+#: the key of one trained model: training set, model, sweep run and fold
+RUN_KEY = "{trainset}/{model}/{run}/fold-{fold}"
+
+RAW = "results/raw/{source}/{cohort}"
+DATA_DIR = "results/data/{dataset}"
+MANIFEST = f"{DATA_DIR}/manifest.tsv"
+EXCLUSIONS = f"{DATA_DIR}/exclusions.tsv"
+#: one pre-processed volume of a subject; kind: image, mask, seg or ignore
+NIFTI = f"{DATA_DIR}/nifti/{{subject}}_{{kind}}.nii.gz"
+NIFTI_KINDS = ("image", "mask", "seg", "ignore")
+SUBJECT_QC = f"{DATA_DIR}/nifti/{{subject}}_qc.json"
+VOLUMES = f"{DATA_DIR}/volumes.npz"
+SPLITS = "results/splits/{dataset}.json"
+
+QC_TABLE = "results/qc/{dataset}/qc.tsv"
+QC_FIGURE = "results/qc/{dataset}/qc.png"
+QC_EXCLUSIONS = "results/qc/{dataset}/exclusions.tsv"
+
+MODEL_DIR = f"results/models/{RUN_KEY}"
+MODEL = f"{MODEL_DIR}/model.pt"
+TRAIN_LOG = f"{MODEL_DIR}/train_log.tsv"
+ENCODER = f"{MODEL_DIR}/encoder.pt"
+PRETRAIN_LOG = f"{MODEL_DIR}/pretrain_log.tsv"
+TRAIN_WORKDIR = f"work/train/{RUN_KEY}"
+
+RECON = f"results/recon/{RUN_KEY}/{{dataset}}.npz"
+SCORES = f"results/scores/{RUN_KEY}/{{dataset}}/{{scoring}}.npz"
+EVAL_DIR = f"results/eval/{RUN_KEY}/{{dataset}}/{{scoring}}"
+THRESHOLD = f"{EVAL_DIR}/threshold.json"
+METRICS = f"{EVAL_DIR}/metrics.tsv"
+
+#: one analysis output; ext: tsv (table) or npz (histograms)
+DOMAIN_SHIFT = f"results/analysis/domain_shift/{RUN_KEY}.{{ext}}"
+
+#: ext: tsv, md or tex
+TABLE = "results/tables/{table}.{ext}"
+TABLE_EXTS = ("tsv", "md", "tex")
+SWEEP_TABLE = "results/tables/sweep_{sweep}.tsv"
+SWEEP_FIGURE = "results/figures/sweep_{sweep}.png"
+#: ext: tsv or md
+INFERENCE_TIME = "results/tables/inference_time.{ext}"
+DOMAIN_SHIFT_TABLE = "results/tables/domain_shift.tsv"
+DOMAIN_SHIFT_FIGURE = "results/figures/domain_shift.png"
+QUALITATIVE_FIGURE = "results/figures/qualitative_{table}.png"
+TRAINING_CURVES = "results/figures/training_curves.png"
+MHD_FIGURE = "results/figures/mhd.png"
+REPORT = "results/report/benchmark.pdf"
+BENCHMARKS = "results/benchmarks"
+
+
+def fill(pattern: str, **values) -> str:
+    """``pattern`` with the given fields replaced by their values; fields not given stay wildcards.
+
+    Examples
+    --------
+    >>> fill(VOLUMES, dataset="ixi_t2")
+    'results/data/ixi_t2/volumes.npz'
+    >>> fill(TABLE, ext="tsv")
+    'results/tables/{table}.tsv'
+    """
+    parts = []
+    for text, field, _, _ in string.Formatter().parse(pattern):
+        parts.append(text)
+        if field is not None:
+            parts.append(str(values[field]) if field in values else f"{{{field}}}")
+    return "".join(parts)
 
 
 def trainset_of(dataset: str, datasets: dict) -> str:
@@ -11,7 +84,7 @@ def trainset_of(dataset: str, datasets: dict) -> str:
 
 def eval_dir(trainset: str, model: str, run: str, fold, dataset: str, scoring: str) -> str:
     """Folder with ``metrics.tsv`` and ``threshold.json`` of one evaluation."""
-    return f"results/eval/{trainset}/{model}/{run}/fold-{fold}/{dataset}/{scoring}"
+    return fill(EVAL_DIR, trainset=trainset, model=model, run=run, fold=fold, dataset=dataset, scoring=scoring)
 
 
 def eval_dir_lookup(datasets: dict):

@@ -4,11 +4,11 @@
 rule domain_shift:
     input:
         model=model_input,
-        volumes="results/data/{trainset}/volumes.npz",
-        splits="results/splits/{trainset}.json",
+        volumes=paths.fill(paths.VOLUMES, dataset="{trainset}"),
+        splits=paths.fill(paths.SPLITS, dataset="{trainset}"),
     output:
-        tsv="results/analysis/domain_shift/{trainset}/{model}/{run}/fold-{fold}.tsv",
-        hist="results/analysis/domain_shift/{trainset}/{model}/{run}/fold-{fold}.npz",
+        tsv=paths.fill(paths.DOMAIN_SHIFT, ext="tsv"),
+        hist=paths.fill(paths.DOMAIN_SHIFT, ext="npz"),
     log:
         "logs/domain_shift/{trainset}/{model}/{run}/fold-{fold}.log",
     benchmark:
@@ -31,16 +31,16 @@ rule domain_shift:
 
 rule domain_shift_figure:
     input:
-        tsv=[f"{job}.tsv" for job in domain_shift_jobs()],
-        hist=[f"{job}.npz" for job in domain_shift_jobs()],
+        tsv=STUDY.domain_shift_files("tsv"),
+        hist=STUDY.domain_shift_files("npz"),
     output:
-        figure="results/figures/domain_shift.png",
-        table="results/tables/domain_shift.tsv",
+        figure=paths.DOMAIN_SHIFT_FIGURE,
+        table=paths.DOMAIN_SHIFT_TABLE,
     log:
         "logs/domain_shift/figure.log",
     conda:
         "../../envs/report.yaml"
     params:
-        labels=[MODELS[m].get("label", m) for m in (config["report"].get("domain_shift") or {}).get("models", [])],
+        labels=STUDY.domain_shift_labels(),
     script:
         "../scripts/make_domain_shift_figure.py"

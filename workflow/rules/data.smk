@@ -5,7 +5,7 @@
 
 rule make_phantom:
     output:
-        directory("results/raw/{source}/{cohort}"),
+        directory(paths.RAW),
     log:
         "logs/make_phantom/{source}/{cohort}.log",
     benchmark:
@@ -24,8 +24,8 @@ checkpoint manifest:
     input:
         raw=raw_dir,
     output:
-        manifest="results/data/{dataset}/manifest.tsv",
-        exclusions="results/data/{dataset}/exclusions.tsv",
+        manifest=paths.MANIFEST,
+        exclusions=paths.EXCLUSIONS,
     log:
         "logs/manifest/{dataset}.log",
     benchmark:
@@ -33,9 +33,9 @@ checkpoint manifest:
     conda:
         "../../envs/preprocess.yaml"
     params:
-        kind=lambda wc: source_of(wc.dataset)["kind"],
+        kind=lambda wc: STUDY.source_of(wc.dataset)["kind"],
         sequence=lambda wc: DATASETS[wc.dataset]["sequence"],
-        scan=lambda wc: canon(scan_settings(wc.dataset)),
+        scan=lambda wc: canon(STUDY.scan_settings(wc.dataset)),
     script:
         "../scripts/make_manifest.py"
 
@@ -44,11 +44,8 @@ rule preprocess:
     input:
         unpack(raw_subject_files),
     output:
-        image="results/data/{dataset}/nifti/{subject}_image.nii.gz",
-        mask="results/data/{dataset}/nifti/{subject}_mask.nii.gz",
-        seg="results/data/{dataset}/nifti/{subject}_seg.nii.gz",
-        ignore="results/data/{dataset}/nifti/{subject}_ignore.nii.gz",
-        qc="results/data/{dataset}/nifti/{subject}_qc.json",
+        **{kind: paths.fill(paths.NIFTI, kind=kind) for kind in paths.NIFTI_KINDS},
+        qc=paths.SUBJECT_QC,
     log:
         "logs/preprocess/{dataset}/{subject}.log",
     benchmark:
@@ -60,10 +57,10 @@ rule preprocess:
         mem_mb=4000,
         runtime=30,
     params:
-        options=lambda wc: canon(preprocess_options(wc.dataset)),
+        options=lambda wc: canon(STUDY.preprocess_options(wc.dataset)),
         subject=subject_flags,
         source=lambda wc: DATASETS[wc.dataset]["source"],
-        strict=lambda wc: bool(source_of(wc.dataset).get("strict", False)),
+        strict=lambda wc: bool(STUDY.source_of(wc.dataset).get("strict", False)),
     script:
         "../scripts/preprocess.py"
 
@@ -71,9 +68,9 @@ rule preprocess:
 rule pack:
     input:
         unpack(preprocessed_files),
-        manifest="results/data/{dataset}/manifest.tsv",
+        manifest=paths.MANIFEST,
     output:
-        "results/data/{dataset}/volumes.npz",
+        paths.VOLUMES,
     log:
         "logs/pack/{dataset}.log",
     benchmark:
@@ -86,10 +83,10 @@ rule pack:
 
 rule splits:
     input:
-        manifest="results/data/{dataset}/manifest.tsv",
-        volumes="results/data/{dataset}/volumes.npz",
+        manifest=paths.MANIFEST,
+        volumes=paths.VOLUMES,
     output:
-        "results/splits/{dataset}.json",
+        paths.SPLITS,
     log:
         "logs/splits/{dataset}.log",
     conda:
@@ -99,7 +96,7 @@ rule splits:
         options=canon(config["splits"]),
         val=lambda wc: DATASETS[wc.dataset].get("val", 0.1),
         seed=config["seed"],
-        kind=lambda wc: source_of(wc.dataset)["kind"],
+        kind=lambda wc: STUDY.source_of(wc.dataset)["kind"],
     script:
         "../scripts/make_splits.py"
 
@@ -108,9 +105,9 @@ rule qc:
     input:
         unpack(qc_inputs),
     output:
-        table="results/qc/{dataset}/qc.tsv",
-        figure="results/qc/{dataset}/qc.png",
-        exclusions="results/qc/{dataset}/exclusions.tsv",
+        table=paths.QC_TABLE,
+        figure=paths.QC_FIGURE,
+        exclusions=paths.QC_EXCLUSIONS,
     log:
         "logs/qc/{dataset}.log",
     benchmark:

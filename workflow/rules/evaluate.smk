@@ -3,12 +3,12 @@
 
 rule evaluate:
     input:
-        scores="results/scores/{trainset}/{model}/{run}/fold-{fold}/{dataset}/{scoring}.npz",
-        recon="results/recon/{trainset}/{model}/{run}/fold-{fold}/{dataset}.npz",
-        volumes="results/data/{dataset}/volumes.npz",
+        scores=paths.SCORES,
+        recon=paths.RECON,
+        volumes=paths.VOLUMES,
     output:
-        threshold="results/eval/{trainset}/{model}/{run}/fold-{fold}/{dataset}/{scoring}/threshold.json",
-        metrics="results/eval/{trainset}/{model}/{run}/fold-{fold}/{dataset}/{scoring}/metrics.tsv",
+        threshold=paths.THRESHOLD,
+        metrics=paths.METRICS,
     log:
         "logs/evaluate/{trainset}/{model}/{run}/fold-{fold}/{dataset}/{scoring}.log",
     benchmark:

@@ -5,10 +5,10 @@
 rule reconstruct:
     input:
         model=model_input,
-        volumes="results/data/{dataset}/volumes.npz",
-        splits="results/splits/{dataset}.json",
+        volumes=paths.VOLUMES,
+        splits=paths.SPLITS,
     output:
-        "results/recon/{trainset}/{model}/{run}/fold-{fold}/{dataset}.npz",
+        paths.RECON,
     log:
         "logs/reconstruct/{trainset}/{model}/{run}/fold-{fold}/{dataset}.log",
     benchmark:
@@ -21,7 +21,7 @@ rule reconstruct:
         mem_mb=16000,
         runtime=120,
     params:
-        arch=lambda wc: model_entry(wc.model)["arch"],
+        arch=lambda wc: STUDY.model_entry(wc.model)["arch"],
         hparams=model_hparams,
         settings=reconstruct_settings,
         role=lambda wc: DATASETS[wc.dataset]["role"],

@@ -5,9 +5,7 @@ rule table:
     input:
         table_input,
     output:
-        tsv="results/tables/{table}.tsv",
-        md="results/tables/{table}.md",
-        tex="results/tables/{table}.tex",
+        **{ext: paths.fill(paths.TABLE, ext=ext) for ext in paths.TABLE_EXTS},
     log:
         "logs/table/{table}.log",
     conda:
@@ -26,28 +24,28 @@ rule qualitative_figure:
     input:
         qualitative_inputs,
     output:
-        "results/figures/qualitative_{table}.png",
+        paths.QUALITATIVE_FIGURE,
     log:
         "logs/qualitative_figure/{table}.log",
     conda:
         "../../envs/report.yaml"
     params:
-        spec=lambda wc: canon(QUALITATIVE[wc.table]),
+        spec=lambda wc: canon(STUDY.qualitative[wc.table]),
         table=lambda wc: canon(TABLES[wc.table]),
         models=canon(MODELS),
         datasets=canon(DATASETS),
         run=RUN,
         options=canon(config["evaluation"]),
-        histogram_bins=lambda wc: QUALITATIVE[wc.table].get("histogram_bins", 500),
+        histogram_bins=lambda wc: STUDY.qualitative[wc.table].get("histogram_bins", 500),
     script:
         "../scripts/make_qualitative_figure.py"
 
 
 rule training_curves:
     input:
-        train_logs(),
+        STUDY.train_logs(),
     output:
-        "results/figures/training_curves.png",
+        paths.TRAINING_CURVES,
     log:
         "logs/training_curves/training_curves.log",
     conda:
@@ -58,28 +56,22 @@ rule training_curves:
 
 rule report:
     input:
-        tables=expand("results/tables/{table}.tsv", table=TABLES),
-        figures=report_figures(),
-        sweeps=expand("results/tables/sweep_{sweep}.tsv", sweep=ALL_SWEEPS),
-        qc_tables=expand("results/qc/{dataset}/qc.tsv", dataset=DATASETS),
-        qc_exclusions=expand("results/qc/{dataset}/exclusions.tsv", dataset=DATASETS),
-        qc_figures=expand("results/qc/{dataset}/qc.png", dataset=DATASETS),
-        inference=["results/tables/inference_time.tsv"] if config["report"].get("inference_time") else [],
+        **STUDY.report_inputs(),
     output:
-        "results/report/benchmark.pdf",
+        paths.REPORT,
     log:
         "logs/report/report.log",
     conda:
         "../../envs/report.yaml"
     params:
         tables=canon(TABLES),
-        qualitative=canon(QUALITATIVE),
+        qualitative=canon(STUDY.qualitative),
         inference_time=canon(config["report"].get("inference_time") or {}),
-        sweeps=canon({**SWEEPS, **MODEL_SWEEPS}),
+        sweeps=canon({**STUDY.scoring_sweeps, **STUDY.model_sweeps}),
         title=config["report"]["title"],
         datasets=canon(DATASETS),
         config=canon(config),
-        benchmarks="results/benchmarks",
+        benchmarks=paths.BENCHMARKS,
     script:
         "../scripts/make_report.py"
 
@@ -88,15 +80,15 @@ rule sweep_figure:
     input:
         sweep_inputs,
     output:
-        figure="results/figures/sweep_{sweep}.png",
-        table="results/tables/sweep_{sweep}.tsv",
+        figure=paths.SWEEP_FIGURE,
+        table=paths.SWEEP_TABLE,
     log:
         "logs/sweep_figure/{sweep}.log",
     conda:
         "../../envs/report.yaml"
     params:
-        kind=lambda wc: "model" if wc.sweep in MODEL_SWEEPS else "scoring",
-        sweep=lambda wc: canon(MODEL_SWEEPS.get(wc.sweep) or SWEEPS[wc.sweep]),
+        kind=lambda wc: "model" if wc.sweep in STUDY.model_sweeps else "scoring",
+        sweep=lambda wc: canon(STUDY.model_sweeps.get(wc.sweep) or STUDY.scoring_sweeps[wc.sweep]),
         ids=sweep_ids,
         points=sweep_points,
         models=canon(MODELS),
@@ -109,9 +101,9 @@ rule sweep_figure:
 
 rule mhd_figure:
     input:
-        **mhd_figure_inputs(),
+        **STUDY.mhd_figure_inputs(),
     output:
-        "results/figures/mhd.png",
+        paths.MHD_FIGURE,
     log:
         "logs/mhd_figure/mhd_figure.log",
     conda:
@@ -125,16 +117,16 @@ rule mhd_figure:
 
 rule inference_time:
     input:
-        [job["file"] for job in inference_time_jobs()],
+        [job["file"] for job in STUDY.inference_time_jobs()],
     output:
-        tsv="results/tables/inference_time.tsv",
-        md="results/tables/inference_time.md",
+        tsv=paths.fill(paths.INFERENCE_TIME, ext="tsv"),
+        md=paths.fill(paths.INFERENCE_TIME, ext="md"),
     log:
         "logs/inference_time/inference_time.log",
     conda:
         "../../envs/report.yaml"
     params:
         spec=canon(config["report"].get("inference_time") or {}),
-        jobs=[{"row": job["row"]} for job in inference_time_jobs()],
+        jobs=[{"row": job["row"]} for job in STUDY.inference_time_jobs()],
     script:
         "../scripts/make_inference_time.py"

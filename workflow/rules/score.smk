@@ -3,10 +3,10 @@
 
 rule score:
     input:
-        recon="results/recon/{trainset}/{model}/{run}/fold-{fold}/{dataset}.npz",
-        volumes="results/data/{dataset}/volumes.npz",
+        recon=paths.RECON,
+        volumes=paths.VOLUMES,
     output:
-        "results/scores/{trainset}/{model}/{run}/fold-{fold}/{dataset}/{scoring}.npz",
+        paths.SCORES,
     log:
         "logs/score/{trainset}/{model}/{run}/fold-{fold}/{dataset}/{scoring}.log",
     benchmark:

@@ -5,11 +5,11 @@
 
 rule pretrain_encoder:
     input:
-        volumes="results/data/{trainset}/volumes.npz",
-        splits="results/splits/{trainset}.json",
+        volumes=paths.fill(paths.VOLUMES, dataset="{trainset}"),
+        splits=paths.fill(paths.SPLITS, dataset="{trainset}"),
     output:
-        encoder="results/models/{trainset}/{model}/{run}/fold-{fold}/encoder.pt",
-        log="results/models/{trainset}/{model}/{run}/fold-{fold}/pretrain_log.tsv",
+        encoder=paths.ENCODER,
+        log=paths.PRETRAIN_LOG,
     log:
         "logs/pretrain_encoder/{trainset}/{model}/{run}/fold-{fold}.log",
     benchmark:
@@ -22,7 +22,7 @@ rule pretrain_encoder:
         mem_mb=16000,
         runtime=12 * 60,
     params:
-        arch=lambda wc: model_entry(wc.model)["arch"],
+        arch=lambda wc: STUDY.model_entry(wc.model)["arch"],
         hparams=model_hparams,
         settings=pretrain_settings,
         device=config["device"],
@@ -33,11 +33,11 @@ rule pretrain_encoder:
 rule train:
     input:
         unpack(pretrain_input),
-        volumes="results/data/{trainset}/volumes.npz",
-        splits="results/splits/{trainset}.json",
+        volumes=paths.fill(paths.VOLUMES, dataset="{trainset}"),
+        splits=paths.fill(paths.SPLITS, dataset="{trainset}"),
     output:
-        model="results/models/{trainset}/{model}/{run}/fold-{fold}/model.pt",
-        log="results/models/{trainset}/{model}/{run}/fold-{fold}/train_log.tsv",
+        model=paths.MODEL,
+        log=paths.TRAIN_LOG,
     log:
         "logs/train/{trainset}/{model}/{run}/fold-{fold}.log",
     benchmark:
@@ -50,10 +50,10 @@ rule train:
         mem_mb=16000,
         runtime=24 * 60,
     params:
-        arch=lambda wc: model_entry(wc.model)["arch"],
+        arch=lambda wc: STUDY.model_entry(wc.model)["arch"],
         hparams=model_hparams,
         settings=train_settings,
-        workdir="work/train/{trainset}/{model}/{run}/fold-{fold}",
+        workdir=paths.TRAIN_WORKDIR,
         device=config["device"],
     script:
         "../scripts/train.py"

@@ -40,11 +40,19 @@ OPTIONAL = {"lpips"}
 #: metrics stored once per dataset and fold in threshold.json["pooled"] rather than per subject
 POOLED = {"auprc_pooled", "dice_pooled"}
 
+#: the scoring of a table row or model sweep that names none
+DEFAULT_SCORING = "l1"
+
+
+def table_row(row: dict, default_run: str = "default") -> dict:
+    """A table row with its defaults filled in: ``scoring`` :data:`DEFAULT_SCORING`, ``run`` ``default_run``."""
+    return {"scoring": DEFAULT_SCORING, "run": default_run, **row}
 
 
 def row_label(row: dict, models: dict) -> str:
     """Label of a table row: its own ``label``, else the model's ``label``, else the model name."""
     return row.get("label") or models[row["model"]].get("label", row["model"])
+
 
 def fold_value(metrics_tsv: str | Path, threshold_json: str | Path, metric: str) -> float:
     """One fold's value of ``metric``: nanmean over test subjects, or the pooled value."""
@@ -75,7 +83,8 @@ def aggregate(spec: dict, eval_dir, folds, models: dict, datasets: dict, default
     """
     lines = []
     for row in spec["rows"]:
-        model, scoring, run = row["model"], row.get("scoring", "l1"), row.get("run", default_run)
+        row = table_row(row, default_run)
+        model, scoring, run = row["model"], row["scoring"], row["run"]
         label = row_label(row, models)
         for ds in spec["datasets"]:
             for metric in spec["metrics"]:

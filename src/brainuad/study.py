@@ -1,0 +1,587 @@
+"""The planned study of one validated config: models and their sweep runs, scorings, tables, the files each
+target needs and the cross-checks the config schema cannot express (torch-free, importable at parse time).
+
+``workflow/rules/common.smk`` builds one :class:`Study` and wraps its methods in Snakemake input functions;
+everything here is plain Python over the config dict, so it is unit-tested without running Snakemake.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from brainuad import paths
+from brainuad.catalog import LEARNING_FREE
+from brainuad.reporting.tables import DEFAULT_SCORING, row_label, table_row
+
+#: the run of a model as configured (no sweep row applied)
+RUN = "default"
+#: what a ``weights_from`` model (e.g. an ENS variant) takes from its source and may not change
+WEIGHT_KEYS = ("arch", "hparams", "train", "pretrain")
+#: config sections of a model that a model sweep column may set
+OVERRIDE_SECTIONS = ("hparams", "train", "reconstruct")
+#: preprocess keys that fix the output grid: a pathology set must match its training set in these
+GRID_KEYS = ("spacing_mm", "crop_pad", "downsample", "slice_crop")
+
+
+def config_error(msg: str) -> ValueError:
+    """The error every failed cross-check raises: ``config error: <msg>``."""
+    return ValueError(f"config error: {msg}")
+
+
+def canon(obj):
+    """Recursively key-sorted copy of a config value, so that params (which Snakemake compares as text)
+    do not change when keys are merely reordered in a YAML file."""
+    if isinstance(obj, dict):
+        return {k: canon(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [canon(v) for v in obj]
+    return obj
+
+
+def inherit_weights_from(models: dict) -> None:
+    """Give every ``weights_from`` model the :data:`WEIGHT_KEYS` sections of its source, in place (a section
+    counts as unset when absent or empty, the schema default)."""
+    for entry in models.values():
+        source = models.get(entry.get("weights_from"))
+        for key in WEIGHT_KEYS:
+            if source is not None and not entry.get(key) and key in source:
+                entry[key] = copy.deepcopy(source[key])
+
+
+def run_ids(table: pd.DataFrame) -> list[str]:
+    """Run id of every row of a model sweep table, ``col~value`` joined by ``__`` in column order.
+
+    The same ids as ``snakemake.utils.Paramspace(table, filename_params="*", param_sep="~",
+    filename_sep="__").instance_patterns`` for a table of strings.
+    """
+    return ["__".join(f"{name}~{value}" for name, value in row._asdict().items())
+            for row in table.itertuples(index=False)]
+
+
+def read_model_sweep(name: str, spec: dict, basedir: str | Path) -> dict[str, dict]:
+    """Rows of one model sweep table -> ``{run id: {"section.key": value}}``.
+
+    Each TSV row is one run; its id (:func:`run_ids`) names exactly what changed, so editing one row reruns
+    that row only. The table path is taken as given, else relative to the working directory, else to
+    ``basedir`` (the workflow folder).
+    """
+    path = Path(spec["table"])
+    if not (path.is_absolute() or path.exists()):
+        path = Path(basedir) / path
+    if not path.exists():
+        raise config_error(f"sweeps.{name}.table: {path} does not exist")
+    try:
+        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
+    except Exception as err:
+        raise config_error(f"sweeps.{name}.table: {path} is not a readable TSV ({err})")
+    if df.empty:
+        raise config_error(f"sweeps.{name}.table: {path} has no rows")
+    for col in df.columns:
+        if col not in spec["set"]:
+            raise config_error(f"{path}: column {col!r} is not mapped under sweeps.{name}.set")
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", col) or "__" in col:
+            raise config_error(f"{path}: column {col!r} must be a plain name (letters, digits, single _)")
+    runs = {}
+    for (_, row), run in zip(df.iterrows(), run_ids(df)):
+        if not re.fullmatch(r"[A-Za-z0-9_.+~=-]+", run):
+            raise config_error(f"{path}: row {dict(row)} gives the run id {run!r}; "
+                               "values may hold only letters, digits and . + - =")
+        if run in runs:
+            raise config_error(f"{path}: duplicate row {dict(row)}")
+        runs[run] = {spec["set"][col]: yaml.safe_load(row[col]) for col in df.columns}
+    return runs
+
+
+def subject_files(row: dict) -> dict[str, str]:
+    """Raw files of one manifest row: ``image``, plus ``seg`` and ``brain_mask`` where the row has them."""
+    files = {"image": row["image"]}
+    if row["seg"]:
+        files["seg"] = row["seg"]
+    if row.get("brain_mask"):
+        files["brain_mask"] = row["brain_mask"]
+    return files
+
+
+def subject_flags(row: dict) -> dict:
+    """Manifest flags of one subject handed to pre-processing (phantom manifests have none: defaults)."""
+    return {
+        "registered": str(row.get("registered", "")).lower() == "true",
+        "skull_stripped": str(row.get("skull_stripped", "")).lower() == "true",
+        "lesion_values": str(row.get("seg_lesion_values", "")),
+        "ignore_values": str(row.get("seg_ignore_values", "")),
+    }
+
+
+def preprocessed_files(dataset: str, subjects) -> dict[str, list[str]]:
+    """Pre-processed volumes (one list per NIfTI kind) and QC records (``qc``) of the given subjects."""
+    files = {kind: [paths.fill(paths.NIFTI, dataset=dataset, subject=s, kind=kind) for s in subjects]
+             for kind in paths.NIFTI_KINDS}
+    files["qc"] = [paths.fill(paths.SUBJECT_QC, dataset=dataset, subject=s) for s in subjects]
+    return files
+
+
+class Study:
+    """Everything a workflow run plans, derived from one schema-validated config.
+
+    Parameters
+    ----------
+    config : dict
+        The config after schema validation (defaults filled in). The sections of ``weights_from`` models
+        are filled in place (:func:`inherit_weights_from`), so every param shows the effective entries.
+    basedir : str or Path
+        The workflow folder (holds ``workflow/schemas`` and the relative sweep tables).
+
+    Raises
+    ------
+    ValueError
+        ``config error: ...`` for a cross-reference the schema cannot express.
+    """
+
+    def __init__(self, config: dict, basedir: str | Path):
+        self.config = config
+        self.basedir = Path(basedir)
+        self.datasets = config["datasets"]
+        self.models = config["models"]
+        inherit_weights_from(self.models)
+        self.scoring_sweeps = config.get("scoring_sweeps", {})
+        self.scorings = self._expand_scorings()
+        self.tables = config["tables"]
+        #: {table: rows with scoring and run filled in}
+        self.table_rows = {name: [table_row(row, RUN) for row in table["rows"]] for name, table in self.tables.items()}
+        self.folds = list(range(config["splits"]["folds"]))
+        self.model_sweeps = config.get("sweeps", {})
+        self.all_sweeps = [*self.scoring_sweeps, *self.model_sweeps]
+        self._sweep_runs = {}
+        #: {(model, run): {"section.key": value}} of every model sweep row
+        self.runs = self._collect_runs()
+        self.run_ids = sorted({run for _, run in self.runs} | {RUN})
+        self.qualitative = self._qualitative_specs()
+        self.check_config()
+        self.check_sources()
+
+    # ------------------------------------------------------------ scorings and sweeps
+    def sweep_value_id(self, sweep: dict, value) -> str:
+        """Scoring id of one value of a scoring sweep, e.g. ``ssim@sigma=0.5``; the base scoring's own id
+        when the value is the one the base scoring already uses (nothing is computed twice)."""
+        base = self.config["scorings"][sweep["scoring"]]
+        if base.get(sweep["param"]) == value:
+            return sweep["scoring"]
+        return f"{sweep['scoring']}@{sweep['param']}={value}"
+
+    def _expand_scorings(self) -> dict:
+        """The configured scorings plus one generated scoring per value of every scoring sweep."""
+        configured = self.config["scorings"]
+        scorings = dict(configured)
+        for name, sweep in self.scoring_sweeps.items():
+            if sweep["scoring"] not in scorings:
+                raise config_error(f"scoring_sweeps.{name}.scoring {sweep['scoring']!r} is not under scorings")
+            for value in sweep["values"]:
+                scorings[self.sweep_value_id(sweep, value)] = {**configured[sweep["scoring"]], sweep["param"]: value}
+        return scorings
+
+    def sweep_runs(self, name: str) -> dict[str, dict]:
+        """``{run id: overrides}`` of model sweep ``name`` (its table is read once)."""
+        if name not in self._sweep_runs:
+            self._sweep_runs[name] = read_model_sweep(name, self.model_sweeps[name], self.basedir)
+        return self._sweep_runs[name]
+
+    def _collect_runs(self) -> dict:
+        runs = {}
+        for name, spec in self.model_sweeps.items():
+            for key in spec["set"].values():
+                if key.split(".")[0] not in OVERRIDE_SECTIONS or "." not in key:
+                    sections = ", ".join(f"{section}." for section in OVERRIDE_SECTIONS)
+                    raise config_error(f"sweeps.{name}.set: {key!r} must start with one of {sections}")
+            for model in spec["models"]:
+                if model not in self.models:
+                    raise config_error(f"sweeps.{name}.models: unknown model {model!r}")
+                for run, overrides in self.sweep_runs(name).items():
+                    if runs.get((model, run), overrides) != overrides:
+                        raise config_error(f"sweeps.{name}: run {run!r} of {model} means different "
+                                           "settings in two sweeps; rename a column")
+                    runs[(model, run)] = overrides
+        return runs
+
+    def _qualitative_specs(self) -> dict:
+        """report.qualitative as {table: spec}; the key takes one {table, fold} mapping or a list of them."""
+        specs = self.config["report"]["qualitative"]
+        specs = specs if isinstance(specs, list) else [specs]
+        return {spec["table"]: {"fold": 0, **spec} for spec in specs}
+
+    # ------------------------------------------------------------ models
+    def model_entry(self, model: str, run: str = RUN) -> dict:
+        """The model's config entry with the overrides of sweep row ``run`` applied."""
+        entry = self.models[model]
+        overrides = self.runs.get((model, run), {})
+        if run != RUN and (model, run) not in self.runs:
+            raise ValueError(f"run {run!r} is not a sweep row of model {model!r}")
+        if not overrides:
+            return entry
+        entry = copy.deepcopy(entry)
+        for key, value in overrides.items():  # "section.key[.subkey...]"
+            *parents, field = key.split(".")
+            node = entry
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[field] = value
+        return entry
+
+    def train_run(self, model: str, run: str) -> str:
+        """The run whose trained weights ``run`` uses: rows that only change reconstruction settings
+        (e.g. t_test) reuse the default run's model instead of training again."""
+        overrides = self.runs.get((model, run), {})
+        if any(key.split(".")[0] in ("hparams", "train") for key in overrides):
+            return run
+        return RUN
+
+    def is_trainable(self, model: str) -> bool:
+        return self.model_entry(model)["arch"] not in LEARNING_FREE
+
+    def weights_model(self, model: str) -> str:
+        """The model whose trained weights ``model`` uses: itself, or ``weights_from`` (e.g. an ENS variant
+        that only changes the test-time noise levels of an already trained diffusion model)."""
+        return self.model_entry(model).get("weights_from", model)
+
+    def model_hparams(self, model: str, run: str) -> dict:
+        return canon(self.model_entry(model, run).get("hparams", {}))
+
+    def train_settings(self, model: str, run: str, fold) -> dict:
+        """Training settings: the fold's seed, then the model's ``train`` section."""
+        return canon({"seed": self.config["seed"] + int(fold), **self.model_entry(model, run).get("train", {})})
+
+    def pretrain_settings(self, model: str, run: str, fold) -> dict:
+        """Encoder pre-training settings: the fold's seed, then the model's ``pretrain`` section."""
+        return canon({"seed": self.config["seed"] + int(fold), **(self.model_entry(model, run).get("pretrain") or {})})
+
+    def reconstruct_settings(self, model: str, run: str) -> dict:
+        """The ``reconstruct`` section with the model's own ``reconstruct`` overrides applied."""
+        return canon({**self.config["reconstruct"], **self.model_entry(model, run).get("reconstruct", {})})
+
+    def model_file(self, trainset: str, model: str, run: str, fold) -> str | None:
+        """The trained weights a job of ``model`` (run ``run``) reads; None for a learning-free model."""
+        if not self.is_trainable(model):
+            return None
+        return paths.fill(paths.MODEL, trainset=trainset, model=self.weights_model(model),
+                          run=self.train_run(model, run), fold=fold)
+
+    def encoder_file(self, trainset: str, model: str, run: str, fold) -> str | None:
+        """The SSL-pretrained encoder the training of a model with a ``pretrain`` section reads, else None."""
+        if not self.model_entry(model, run).get("pretrain"):
+            return None
+        return paths.fill(paths.ENCODER, trainset=trainset, model=model, run=run, fold=fold)
+
+    # ------------------------------------------------------------ datasets
+    def trainset_of(self, dataset: str) -> str:
+        return paths.trainset_of(dataset, self.datasets)
+
+    def source_of(self, dataset: str) -> dict:
+        return self.config["sources"][self.datasets[dataset]["source"]]
+
+    def preprocess_options(self, dataset: str) -> dict:
+        """The preprocess section with the overrides of the dataset's source applied."""
+        return {**self.config["preprocess"], **self.source_of(dataset).get("preprocess", {})}
+
+    def raw_dir(self, dataset: str) -> str | None:
+        """Phantom: the generated cohort folder. Real data: None (the raw data are outside the workflow;
+        the manifest job scans them and records a checksum of every file)."""
+        if self.source_of(dataset)["kind"] != "phantom":
+            return None
+        ds = self.datasets[dataset]
+        return paths.fill(paths.RAW, source=ds["source"], cohort=ds["cohort"])
+
+    def scan_settings(self, dataset: str) -> dict:
+        """Adapter call of a real-data dataset: kind, absolute root (relative roots are taken from the
+        working directory), options (source options, then the cohort's, then the dataset's source name),
+        strict."""
+        ds, src = self.datasets[dataset], self.source_of(dataset)
+        if src["kind"] == "phantom":
+            return {"kind": "phantom"}
+        options = {**src.get("options", {}), **src.get("cohorts", {}).get(ds["cohort"], {})}
+        options.setdefault("source", ds["source"])
+        root = Path(src["root"]).expanduser()
+        return {"kind": src["kind"], "root": str(root if root.is_absolute() else Path.cwd() / root),
+                "options": options, "strict": bool(src.get("strict", False))}
+
+    def data_files(self) -> list[str]:
+        """Packed volumes and QC table of every dataset (the ``all_data`` target)."""
+        return ([paths.fill(paths.VOLUMES, dataset=ds) for ds in self.datasets]
+                + [paths.fill(paths.QC_TABLE, dataset=ds) for ds in self.datasets])
+
+    # ------------------------------------------------------------ tables and models
+    def eval_files(self, rows: list[dict], datasets: list[str]) -> list[str]:
+        """``metrics.tsv`` and ``threshold.json`` of every row (``model``, ``run``, ``scoring``), dataset
+        and fold, in that nesting order."""
+        files = []
+        for row in rows:
+            for ds in datasets:
+                for fold in self.folds:
+                    key = dict(trainset=self.trainset_of(ds), model=row["model"], run=row["run"], fold=fold,
+                               dataset=ds, scoring=row["scoring"])
+                    files += [paths.fill(paths.METRICS, **key), paths.fill(paths.THRESHOLD, **key)]
+        return files
+
+    def table_metric_files(self, table: str) -> list[str]:
+        """Evaluation files the table ``table`` aggregates."""
+        return self.eval_files(self.table_rows[table], self.tables[table]["datasets"])
+
+    def table_files(self, ext: str) -> list[str]:
+        return [paths.fill(paths.TABLE, table=t, ext=ext) for t in self.tables]
+
+    def all_table_files(self) -> list[str]:
+        return [paths.fill(paths.TABLE, table=t, ext=ext) for t in self.tables for ext in paths.TABLE_EXTS]
+
+    def _trained(self) -> list[dict]:
+        """Wildcards of every trained model some table row uses."""
+        keys = []
+        for name, table in self.tables.items():
+            for row in self.table_rows[name]:
+                if self.is_trainable(row["model"]):
+                    run = self.train_run(row["model"], row["run"])
+                    for ds in table["datasets"]:
+                        for fold in self.folds:
+                            keys.append(dict(trainset=self.trainset_of(ds), model=self.weights_model(row["model"]),
+                                             run=run, fold=fold))
+        return keys
+
+    def all_model_files(self) -> list[str]:
+        return sorted({paths.fill(paths.MODEL, **key) for key in self._trained()})
+
+    def train_logs(self) -> list[str]:
+        return sorted({paths.fill(paths.TRAIN_LOG, **key) for key in self._trained()})
+
+    # ------------------------------------------------------------ figures, sweeps, report
+    def qualitative_inputs(self, table: str) -> list[str]:
+        """Scores, thresholds, reconstructions and volumes the qualitative figure of one table shows."""
+        fold = self.qualitative[table]["fold"]
+        datasets = self.tables[table]["datasets"]
+        files = [paths.fill(paths.VOLUMES, dataset=ds) for ds in datasets]
+        for row in self.table_rows[table]:
+            for ds in datasets:
+                key = dict(trainset=self.trainset_of(ds), model=row["model"], run=row["run"], fold=fold, dataset=ds)
+                files.append(paths.fill(paths.SCORES, scoring=row["scoring"], **key))
+                files.append(paths.fill(paths.THRESHOLD, scoring=row["scoring"], **key))
+                if self.is_trainable(row["model"]):
+                    files.append(paths.fill(paths.RECON, **key))
+        return sorted(set(files))
+
+    def sweep_ids(self, sweep: str) -> list[str]:
+        """Scoring ids of a scoring sweep's values ([] for a model sweep)."""
+        spec = self.scoring_sweeps.get(sweep)
+        return [self.sweep_value_id(spec, v) for v in spec["values"]] if spec else []
+
+    def sweep_points(self, sweep: str) -> list[dict]:
+        """Model sweep: one ``{"run", "value"}`` per table row, value = the row's x column ([] for a scoring
+        sweep)."""
+        spec = self.model_sweeps.get(sweep)
+        if not spec:
+            return []
+        x = spec.get("x") or next(iter(spec["set"]))
+        return [{"run": run, "value": overrides[spec["set"][x]]} for run, overrides in self.sweep_runs(sweep).items()]
+
+    def sweep_inputs(self, sweep: str) -> list[str]:
+        """Evaluation files of every point (and the reference) of one sweep."""
+        if sweep in self.model_sweeps:
+            spec = self.model_sweeps[sweep]
+            runs = [pt["run"] for pt in self.sweep_points(sweep)] + ([spec["reference"]] if spec.get("reference") else [])
+            scoring = spec.get("scoring", DEFAULT_SCORING)
+            rows = [{"model": model, "run": run, "scoring": scoring} for model in spec["models"] for run in runs]
+            return self.eval_files(rows, spec["datasets"])
+        spec = self.scoring_sweeps[sweep]
+        ids = self.sweep_ids(sweep) + ([spec["reference"]] if spec.get("reference") else [])
+        return self.eval_files([{"model": spec["model"], "run": RUN, "scoring": sid} for sid in ids], spec["datasets"])
+
+    def sweep_figures(self) -> list[str]:
+        return [paths.fill(paths.SWEEP_FIGURE, sweep=s) for s in self.all_sweeps]
+
+    def sweep_tables(self) -> list[str]:
+        return [paths.fill(paths.SWEEP_TABLE, sweep=s) for s in self.all_sweeps]
+
+    def all_sweep_files(self) -> list[str]:
+        return self.sweep_figures() + self.sweep_tables()
+
+    def inference_time_jobs(self) -> list[dict]:
+        """Reconstruct outputs whose measured seconds per volume make the inference-time table:
+        ``[{"row", "file"}]`` for every row, dataset and fold of the configured table."""
+        spec = self.config["report"].get("inference_time")
+        if not spec:
+            return []
+        jobs = []
+        for row in self.table_rows[spec["table"]]:
+            label = row_label(row, self.models)
+            for ds in self.tables[spec["table"]]["datasets"]:
+                for fold in self.folds:
+                    file = paths.fill(paths.RECON, trainset=self.trainset_of(ds), model=row["model"], run=row["run"],
+                                      fold=fold, dataset=ds)
+                    jobs.append({"row": label, "file": file})
+        return jobs
+
+    def domain_shift_files(self, ext: str) -> list[str]:
+        """Outputs (``tsv`` or ``npz``) of the domain-shift analysis of every configured model."""
+        spec = self.config["report"].get("domain_shift")
+        if not spec:
+            return []
+        return [paths.fill(paths.DOMAIN_SHIFT, trainset=spec["trainset"], model=m, run=RUN, fold=spec.get("fold", 0),
+                           ext=ext) for m in spec["models"]]
+
+    def domain_shift_labels(self) -> list[str]:
+        spec = self.config["report"].get("domain_shift") or {}
+        return [self.models[m].get("label", m) for m in spec.get("models", [])]
+
+    def mhd_figure_inputs(self) -> dict[str, str]:
+        """Scores of the three Mahalanobis variants (keyed as in ``report.mhd_figure.scorings``), ``recon``,
+        ``threshold`` and ``volumes`` of the MHD figure; {} when it is not configured."""
+        spec = self.config["report"].get("mhd_figure")
+        if not spec:
+            return {}
+        ds = spec["dataset"]
+        key = dict(trainset=self.trainset_of(ds), model=spec["model"], run=RUN, fold=spec.get("fold", 0), dataset=ds)
+        files = {name: paths.fill(paths.SCORES, scoring=sid, **key) for name, sid in spec["scorings"].items()}
+        files["recon"] = paths.fill(paths.RECON, **key)
+        files["threshold"] = paths.fill(paths.THRESHOLD, scoring=spec["scorings"]["full"], **key)
+        files["volumes"] = paths.fill(paths.VOLUMES, dataset=ds)
+        return files
+
+    def report_figures(self) -> list[str]:
+        figs = [paths.fill(paths.QUALITATIVE_FIGURE, table=t) for t in self.qualitative] + [paths.TRAINING_CURVES]
+        if self.config["report"].get("mhd_figure"):
+            figs.append(paths.MHD_FIGURE)
+        if self.config["report"].get("domain_shift"):
+            figs.append(paths.DOMAIN_SHIFT_FIGURE)
+        return figs + self.sweep_figures()
+
+    def report_inputs(self) -> dict[str, list[str]]:
+        """Everything the PDF report shows: tables, figures, sweep tables, QC outputs, inference times."""
+        qc = {f"qc_{name}": [paths.fill(pattern, dataset=ds) for ds in self.datasets]
+              for name, pattern in (("tables", paths.QC_TABLE), ("exclusions", paths.QC_EXCLUSIONS),
+                                    ("figures", paths.QC_FIGURE))}
+        inference = [paths.fill(paths.INFERENCE_TIME, ext="tsv")] if self.config["report"].get("inference_time") else []
+        return {"tables": self.table_files("tsv"), "figures": self.report_figures(), "sweeps": self.sweep_tables(),
+                **qc, "inference": inference}
+
+    # ------------------------------------------------------------ cross-checks
+    def check_config(self) -> None:
+        """Cross-references the schema cannot express (datasets, sweeps, weights_from, report, tables)."""
+        datasets, models, config = self.datasets, self.models, self.config
+        for name, ds in datasets.items():
+            if ds["source"] not in config["sources"]:
+                raise config_error(f"datasets.{name}.source '{ds['source']}' is not defined under sources")
+            if ds["role"] == "pathology":
+                ts = ds.get("trainset")
+                if ts not in datasets or datasets[ts]["role"] != "healthy":
+                    raise config_error(f"datasets.{name}.trainset must name a healthy dataset, got {ts!r}")
+                if datasets[ts]["sequence"] != ds["sequence"]:
+                    raise config_error(f"datasets.{name} ({ds['sequence']}) is evaluated with models trained on "
+                                       f"{ts} ({datasets[ts]['sequence']}); sequences must match")
+        for sname, sweep in self.scoring_sweeps.items():
+            for key in ("model", "reference_model"):
+                if key in sweep and sweep[key] not in models:
+                    raise config_error(f"scoring_sweeps.{sname}.{key}: unknown model {sweep[key]!r}")
+            if sweep.get("reference") and sweep["reference"] not in config["scorings"]:
+                raise config_error(f"scoring_sweeps.{sname}.reference: unknown scoring {sweep['reference']!r}")
+            self._check_pathology(f"scoring_sweeps.{sname}", sweep["datasets"])
+        for mname, entry in models.items():
+            source = entry.get("weights_from")
+            if source is None:
+                continue
+            if source not in models or models[source].get("weights_from"):
+                raise config_error(f"models.{mname}.weights_from: {source!r} must name a model that trains its own "
+                                   "weights")
+            for key in WEIGHT_KEYS:
+                if entry.get(key, models[source].get(key)) != models[source].get(key):
+                    raise config_error(f"models.{mname}.{key} differs from models.{source}.{key}; a weights_from "
+                                       "model may change only label and reconstruct settings")
+        for sname, spec in self.model_sweeps.items():
+            if sname in self.scoring_sweeps:
+                raise config_error(f"sweeps.{sname}: the name is also a scoring sweep; sweep names must be unique")
+            if spec.get("x") and spec["x"] not in spec["set"]:
+                raise config_error(f"sweeps.{sname}.x: {spec['x']!r} is not a column under set")
+            if spec.get("scoring", DEFAULT_SCORING) not in self.scorings:
+                raise config_error(f"sweeps.{sname}.scoring: unknown scoring {spec.get('scoring')!r}")
+            if spec.get("reference") not in (None, RUN):
+                raise config_error(f"sweeps.{sname}.reference: only {RUN!r} (the configured model) can be the "
+                                   "reference")
+            self._check_pathology(f"sweeps.{sname}", spec["datasets"])
+        self._check_report()
+        for tname, table in self.tables.items():
+            for row in self.table_rows[tname]:
+                if row["model"] not in models:
+                    raise config_error(f"tables.{tname}: unknown model {row['model']!r}")
+                if row["scoring"] not in self.scorings:
+                    raise config_error(f"tables.{tname}: unknown scoring {row['scoring']!r}")
+            for ds in table["datasets"]:
+                if ds not in datasets:
+                    raise config_error(f"tables.{tname}: unknown dataset {ds!r}")
+                want = "healthy" if table["kind"] == "reconstruction" else "pathology"
+                if datasets[ds]["role"] != want:
+                    raise config_error(f"tables.{tname} ({table['kind']}) needs {want} datasets, {ds!r} is "
+                                       f"{datasets[ds]['role']}")
+
+    def _check_pathology(self, where: str, datasets: list[str]) -> None:
+        for ds in datasets:
+            if ds not in self.datasets or self.datasets[ds]["role"] != "pathology":
+                raise config_error(f"{where}: {ds!r} is not a pathology dataset")
+
+    def _check_report(self) -> None:
+        report, models, datasets = self.config["report"], self.models, self.datasets
+        dsh = report.get("domain_shift")
+        if dsh:
+            if datasets.get(dsh["trainset"], {}).get("role") != "healthy":
+                raise config_error(f"report.domain_shift.trainset: {dsh['trainset']!r} is not a healthy dataset")
+            for m in dsh["models"]:
+                if m not in models or models[m]["arch"] in LEARNING_FREE:
+                    raise config_error(f"report.domain_shift.models: {m!r} is not a trainable model")
+        for table in self.qualitative:
+            if table not in self.tables or self.tables[table].get("kind", "segmentation") != "segmentation":
+                raise config_error(f"report.qualitative: {table!r} is not a segmentation table")
+        it = report.get("inference_time")
+        if it and it["table"] not in self.tables:
+            raise config_error(f"report.inference_time.table: unknown table {it['table']!r}")
+        mf = report.get("mhd_figure")
+        if mf:
+            if mf["model"] not in models or mf["dataset"] not in datasets:
+                raise config_error("report.mhd_figure: unknown model or dataset")
+            for key in ("mean", "diag", "full"):
+                if mf["scorings"][key] not in self.config["scorings"]:
+                    raise config_error(f"report.mhd_figure.scorings.{key}: unknown scoring {mf['scorings'][key]!r}")
+
+    def check_sources(self) -> None:
+        """Data sources: cohorts, adapter options and per-source preprocess overrides (reads the config
+        only; the raw data are first opened by the manifest job)."""
+        import jsonschema
+
+        schema = yaml.safe_load((self.basedir / "workflow" / "schemas" / "config.schema.yaml").read_text())
+        preprocess_schema = jsonschema.Draft202012Validator(schema["properties"]["preprocess"])
+        for sname, src in self.config["sources"].items():
+            for key in ("sequence", "strict"):
+                if src["kind"] != "phantom" and key in src.get("options", {}):
+                    raise config_error(f"sources.{sname}.options.{key}: set it as "
+                                       + ("datasets.<name>.sequence" if key == "sequence" else f"sources.{sname}.strict"))
+            # Adapter options of the source kind are validated here, by
+            # brainuad.data.sources.check_options(src["kind"], src.get("options", {}), f"sources.{sname}.options").
+            if src.get("preprocess"):
+                merged = {**self.config["preprocess"], **src["preprocess"]}
+                for error in preprocess_schema.iter_errors(merged):
+                    where = ".".join(str(p) for p in error.absolute_path)
+                    raise config_error(f"sources.{sname}.preprocess.{where}: {error.message}")
+        for name, ds in self.datasets.items():
+            src = self.source_of(name)
+            cohorts = src.get("cohorts", {})
+            if src["kind"] == "phantom":
+                if ds["cohort"] not in cohorts:
+                    raise config_error(f"datasets.{name}.cohort {ds['cohort']!r} is not a cohort of "
+                                       f"sources.{ds['source']} ({', '.join(cohorts) or 'none'})")
+            elif ds["cohort"] != "all" and ds["cohort"] not in cohorts:
+                raise config_error(f"datasets.{name}.cohort {ds['cohort']!r}: use 'all' or a key of "
+                                   f"sources.{ds['source']}.cohorts ({', '.join(cohorts) or 'none defined'})")
+            ts = ds.get("trainset")
+            if ds["role"] == "pathology" and ts in self.datasets:
+                mine, theirs = self.preprocess_options(name), self.preprocess_options(ts)
+                for key in GRID_KEYS:
+                    if mine.get(key) != theirs.get(key):
+                        raise config_error(f"datasets.{name}: preprocess {key} {mine.get(key)} differs from that of "
+                                           f"its trainset {ts} ({theirs.get(key)}); the volumes must have the same grid")

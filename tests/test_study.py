@@ -1,0 +1,236 @@
+"""brainuad.study on the smoke config: weights_from, sweeps, run reuse, cross-checks, planned files; and
+the path patterns of brainuad.paths. No Snakemake run (only its config validation fills the defaults)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from snakemake.utils import Paramspace, validate
+
+from brainuad import paths
+from brainuad.study import RUN, Study, read_model_sweep, run_ids
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+SMOKE = yaml.safe_load((ROOT / "tests" / "smoke" / "config.yaml").read_text())
+
+
+def smoke_config(change=None) -> dict:
+    cfg = copy.deepcopy(SMOKE)
+    if change:
+        change(cfg)
+    validate(cfg, str(SCHEMA))
+    return cfg
+
+
+def study(change=None) -> Study:
+    return Study(smoke_config(change), ROOT)
+
+
+def config_error(change) -> str:
+    with pytest.raises(ValueError) as err:
+        study(change)
+    return str(err.value)
+
+
+# ---------------------------------------------------------------- weights_from
+def test_weights_from_model_takes_the_weight_sections_of_its_source():
+    s = study()
+    ens, source = s.models["anoddpm_ens"], s.models["anoddpm"]
+    for key in ("arch", "hparams", "train"):
+        assert ens[key] == source[key]
+    assert ens["hparams"] is not source["hparams"]  # a copy, not shared
+    assert ens["reconstruct"] == {"noise_level": [250, 750]}
+    assert s.weights_model("anoddpm_ens") == "anoddpm" and s.weights_model("anoddpm") == "anoddpm"
+    assert s.model_file("healthy_t2", "anoddpm_ens", RUN, 1) == "results/models/healthy_t2/anoddpm/default/fold-1/model.pt"
+
+
+def test_weights_from_model_may_not_change_the_weights():
+    def change(cfg):
+        cfg["models"]["anoddpm_ens"]["hparams"] = {"channels": [8, 16], "res_blocks": 1}
+
+    assert config_error(change) == ("config error: models.anoddpm_ens.hparams differs from models.anoddpm.hparams; "
+                                    "a weights_from model may change only label and reconstruct settings")
+
+    def chained(cfg):
+        cfg["models"]["ens2"] = {"weights_from": "anoddpm_ens"}
+
+    assert "models.ens2.weights_from: 'anoddpm_ens' must name a model that trains its own weights" in config_error(chained)
+
+
+# ---------------------------------------------------------------- scoring sweeps
+def test_scoring_sweep_values_get_their_own_scoring_ids():
+    s = study()
+    assert s.sweep_ids("mhd_n") == ["mhd_full@samples=2", "mhd_full@samples=3"]
+    assert s.scorings["mhd_full@samples=2"] == {"name": "mhd_full", "lam": 0.01, "samples": 2}
+    assert s.sweep_value_id(s.scoring_sweeps["mhd_n"], 7) == "mhd_full@samples=7"
+    # the value the base scoring already uses is the base scoring itself
+    assert s.sweep_value_id({"scoring": "mhd_full", "param": "lam"}, 0.01) == "mhd_full"
+    assert s.sweep_ids("latent") == []
+
+
+def test_scoring_sweep_of_an_unknown_scoring_is_an_error():
+    def change(cfg):
+        cfg["scoring_sweeps"]["mhd_n"]["scoring"] = "nope"
+
+    assert config_error(change) == "config error: scoring_sweeps.mhd_n.scoring 'nope' is not under scorings"
+
+
+# ---------------------------------------------------------------- model sweeps
+def test_model_sweep_rows_give_paramspace_run_ids(tmp_path):
+    table = tmp_path / "sweep.tsv"
+    table.write_text("# comment line\nlatent\tlr\n4\t0.001\n16\t0.0001\n")
+    spec = {"table": str(table), "set": {"latent": "hparams.latent_dim", "lr": "train.lr"}}
+    runs = read_model_sweep("s", spec, ROOT)
+    assert runs == {"latent~4__lr~0.001": {"hparams.latent_dim": 4, "train.lr": 0.001},
+                    "latent~16__lr~0.0001": {"hparams.latent_dim": 16, "train.lr": 0.0001}}
+    df = pd.read_csv(table, sep="\t", dtype=str, keep_default_na=False, comment="#")
+    space = Paramspace(df, filename_params="*", param_sep="~", filename_sep="__")
+    assert run_ids(df) == list(space.instance_patterns) == list(runs)
+
+
+def test_model_sweep_table_errors(tmp_path):
+    spec = {"set": {"latent": "hparams.latent_dim"}}
+    with pytest.raises(ValueError, match="does not exist"):
+        read_model_sweep("s", {**spec, "table": str(tmp_path / "missing.tsv")}, ROOT)
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("latent\tdepth\n4\t2\n")
+    with pytest.raises(ValueError, match=f"config error: {bad}: column 'depth' is not mapped under sweeps.s.set"):
+        read_model_sweep("s", {**spec, "table": str(bad)}, ROOT)
+    dup = tmp_path / "dup.tsv"
+    dup.write_text("latent\n4\n4\n")
+    with pytest.raises(ValueError, match="duplicate row"):
+        read_model_sweep("s", {**spec, "table": str(dup)}, ROOT)
+    odd = tmp_path / "odd.tsv"
+    odd.write_text("latent\na b\n")
+    with pytest.raises(ValueError, match="gives the run id 'latent~a b'"):
+        read_model_sweep("s", {**spec, "table": str(odd)}, ROOT)
+
+
+def test_sweep_rows_override_the_model_entry_and_reuse_training_when_they_can():
+    s = study()
+    assert set(s.runs) == {("ae", "latent~4"), ("vae", "latent~4"), ("cddpm_ssl", "crop~0.5"), ("vae", "n~2")}
+    assert s.run_ids == ["crop~0.5", "default", "latent~4", "n~2"]
+    assert s.model_entry("ae", "latent~4")["hparams"] == {"channels": [4, 8], "latent_dim": 4}
+    assert s.models["ae"]["hparams"]["latent_dim"] == 8  # the config entry is untouched
+    assert s.model_entry("cddpm_ssl", "crop~0.5")["reconstruct"] == {"attributes": {"encoder_crop": 0.5}}
+    # a hparams row trains its own model; a reconstruct row reuses the default run's weights
+    assert s.train_run("ae", "latent~4") == "latent~4"
+    assert s.train_run("vae", "n~2") == RUN
+    assert s.model_file("healthy_t2", "vae", "n~2", 0) == "results/models/healthy_t2/vae/default/fold-0/model.pt"
+    assert s.model_file("healthy_t2", "thresh", RUN, 0) is None
+    assert s.reconstruct_settings("vae", "n~2") == {"batch_size": 16, "samples": 2}
+    assert s.train_settings("ae", "latent~4", "1")["seed"] == 12
+    assert s.encoder_file("healthy_t2", "cddpm_ssl", RUN, 0) == "results/models/healthy_t2/cddpm_ssl/default/fold-0/encoder.pt"
+    assert s.encoder_file("healthy_t2", "ae", RUN, 0) is None
+    with pytest.raises(ValueError, match="run 'latent~4' is not a sweep row of model 'thresh'"):
+        s.model_entry("thresh", "latent~4")
+    assert s.sweep_points("latent") == [{"run": "latent~4", "value": 4}]
+
+
+def test_model_sweep_keys_must_name_an_override_section():
+    cfg = smoke_config()
+    cfg["sweeps"]["latent"]["set"] = {"latent": "arch"}  # the schema rejects it too; the study does not rely on that
+    with pytest.raises(ValueError) as err:
+        Study(cfg, ROOT)
+    assert str(err.value) == ("config error: sweeps.latent.set: 'arch' must start with one of hparams., train., "
+                                    "reconstruct.")
+
+
+# ---------------------------------------------------------------- cross-checks
+@pytest.mark.parametrize("change, message", [
+    (lambda cfg: cfg["datasets"]["ms_t2"].update(trainset="tumour_t2"),
+     "datasets.ms_t2.trainset must name a healthy dataset, got 'tumour_t2'"),
+    (lambda cfg: cfg["datasets"]["ms_t2"].update(sequence="t1"),
+     "datasets.ms_t2 (t1) is evaluated with models trained on healthy_t2 (t2); sequences must match"),
+    (lambda cfg: cfg["tables"]["segmentation"]["rows"].append({"model": "nope"}),
+     "tables.segmentation: unknown model 'nope'"),
+    (lambda cfg: cfg["tables"]["reconstruction"].update(datasets=["tumour_t2"]),
+     "tables.reconstruction (reconstruction) needs healthy datasets, 'tumour_t2' is pathology"),
+    (lambda cfg: cfg["sweeps"].update(mhd_n=cfg["sweeps"]["latent"]),
+     "sweeps.mhd_n: the name is also a scoring sweep; sweep names must be unique"),
+    (lambda cfg: cfg["report"]["domain_shift"].update(models=["thresh"]),
+     "report.domain_shift.models: 'thresh' is not a trainable model"),
+    (lambda cfg: cfg["report"].update(qualitative={"table": "reconstruction"}),
+     "report.qualitative: 'reconstruction' is not a segmentation table"),
+    (lambda cfg: cfg["datasets"]["ms_t2"].update(cohort="nope"),
+     "datasets.ms_t2.cohort 'nope' is not a cohort of sources.phantom (healthy, tumour, ms)"),
+])
+def test_cross_check_errors(change, message):
+    assert config_error(change) == f"config error: {message}"
+
+
+def test_pathology_set_must_share_the_grid_of_its_trainset():
+    def change(cfg):
+        cfg["sources"]["other"] = {**cfg["sources"]["phantom"], "preprocess": {"downsample": 1}}
+        cfg["datasets"]["ms_t2"]["source"] = "other"
+
+    assert config_error(change) == ("config error: datasets.ms_t2: preprocess downsample 1 differs from that of its "
+                                    "trainset healthy_t2 (2); the volumes must have the same grid")
+
+
+# ---------------------------------------------------------------- planned files
+def test_table_rows_get_their_defaults():
+    rows = study().table_rows["diffusion"]
+    assert rows == [{"model": "anoddpm", "scoring": "l1", "run": RUN}, {"model": "anoddpm_ens", "scoring": "l1", "run": RUN},
+                    {"model": "cddpm_ssl", "scoring": "l1", "run": RUN}]
+    assert "scoring" not in SMOKE["tables"]["diffusion"]["rows"][0]
+
+
+def test_planned_eval_files_of_a_table():
+    def change(cfg):
+        cfg["tables"]["segmentation"]["rows"] = [{"model": "thresh", "scoring": "native"}, {"model": "ae"}]
+
+    files = study(change).table_metric_files("segmentation")
+    expected = []
+    for model, scoring in (("thresh", "native"), ("ae", "l1")):
+        for ds in ("tumour_t2", "ms_t2"):
+            for fold in (0, 1):
+                d = f"results/eval/healthy_t2/{model}/default/fold-{fold}/{ds}/{scoring}"
+                expected += [f"{d}/metrics.tsv", f"{d}/threshold.json"]
+    assert files == expected
+
+
+def test_planned_model_and_figure_files():
+    s = study()
+    models = s.all_model_files()
+    assert models == sorted(f"results/models/healthy_t2/{m}/default/fold-{f}/model.pt"
+                            for m in ("ae", "vae", "anoddpm", "cddpm_ssl") for f in (0, 1))
+    assert s.train_logs() == [f.replace("model.pt", "train_log.tsv") for f in models]
+    assert s.domain_shift_files("npz") == ["results/analysis/domain_shift/healthy_t2/anoddpm/default/fold-0.npz"]
+    assert s.mhd_figure_inputs()["threshold"] == "results/eval/healthy_t2/vae/default/fold-0/tumour_t2/mhd_full/threshold.json"
+    assert s.report_figures()[:2] == ["results/figures/qualitative_segmentation.png", "results/figures/training_curves.png"]
+    assert s.all_sweep_files()[0] == "results/figures/sweep_mhd_n.png"
+    # the model sweep's reference run is planned with its points
+    assert "results/eval/healthy_t2/ae/default/fold-1/tumour_t2/l1/metrics.tsv" in s.sweep_inputs("latent")
+    qual = s.qualitative_inputs("segmentation")
+    assert "results/recon/healthy_t2/ae/default/fold-0/ms_t2.npz" in qual
+    assert not any(f.startswith("results/recon/healthy_t2/thresh/") for f in qual)  # learning-free: no recon
+
+
+# ---------------------------------------------------------------- paths
+def test_path_patterns_filled():
+    assert paths.RECON == "results/recon/{trainset}/{model}/{run}/fold-{fold}/{dataset}.npz"
+    assert paths.fill(paths.RECON, trainset="ixi", model="ae", run=RUN, fold=2, dataset="brats") == \
+        "results/recon/ixi/ae/default/fold-2/brats.npz"
+    assert paths.fill(paths.NIFTI, kind="seg") == "results/data/{dataset}/nifti/{subject}_seg.nii.gz"
+    assert paths.fill(paths.VOLUMES, dataset="{trainset}") == "results/data/{trainset}/volumes.npz"
+    assert paths.fill(paths.TABLE, table="main", ext="tex") == "results/tables/main.tex"
+    assert paths.eval_dir("ixi", "ae", RUN, 0, "brats", "l1") == "results/eval/ixi/ae/default/fold-0/brats/l1"
+    lookup = paths.eval_dir_lookup(SMOKE["datasets"])
+    assert lookup("ae", RUN, 1, "ms_t2", "ssim") == "results/eval/healthy_t2/ae/default/fold-1/ms_t2/ssim"
+
+
+def test_data_and_report_inputs():
+    s = study()
+    assert s.data_files() == [f"results/data/{ds}/volumes.npz" for ds in ("healthy_t2", "tumour_t2", "ms_t2")] + [
+        f"results/qc/{ds}/qc.tsv" for ds in ("healthy_t2", "tumour_t2", "ms_t2")]
+    report = s.report_inputs()
+    assert list(report) == ["tables", "figures", "sweeps", "qc_tables", "qc_exclusions", "qc_figures", "inference"]
+    assert report["tables"] == [f"results/tables/{t}.tsv" for t in ("segmentation", "reconstruction", "diffusion")]
+    assert report["inference"] == ["results/tables/inference_time.tsv"]
+    assert report["qc_exclusions"][0] == "results/qc/healthy_t2/exclusions.tsv"
