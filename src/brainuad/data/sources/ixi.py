@@ -3,11 +3,12 @@
 Layout: NIfTI files named ``IXI<nnn>-<Site>-<nnnn>-<T1|T2|PD|MRA>.nii.gz`` anywhere below ``root``
 (the unpacked ``IXI-T1.tar`` / ``IXI-T2.tar`` folders, flat or in sub-folders). Subject id
 ``IXI002-Guys-0828``. Demographics: ``demographics`` = the ``IXI.xls`` spreadsheet (needs the
-``xlrd`` package) or a CSV/TSV export of it, absolute or relative to ``root``; by default
-``IXI.xls`` / ``IXI.csv`` / ``IXI.tsv`` in ``root`` if present. Columns ``IXI_ID`` (the number in
-``IXI002``), ``SEX_ID`` (1 = male, 2 = female) and ``AGE`` (years; empty = unknown; the spreadsheet
-repeats some ids: the row with an age wins). ``require_all_sequences=True``: only subjects with
-both T1 and T2 (others are excluded with the missing file named). No labels.
+``xlrd`` package, not installed by default) or a CSV/TSV export of it, absolute or relative to
+``root``; by default ``IXI.xls`` / ``IXI.csv`` / ``IXI.tsv`` in ``root`` if present. Columns
+``IXI_ID`` (the number in ``IXI002``), ``SEX_ID`` (1 = male, 2 = female) and ``AGE`` (years; empty
+= unknown; the spreadsheet repeats some ids: the row with an age wins).
+``require_all_sequences=True``: only subjects with both T1 and T2 (others are excluded with the
+missing file named). No labels. Not registered, not skull-stripped.
 """
 
 from __future__ import annotations
