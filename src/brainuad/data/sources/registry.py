@@ -74,7 +74,10 @@ def source_kinds() -> list[str]:
 
 
 def source_options(kind: str) -> tuple[str, ...]:
-    """Option keys a config may give a source of ``kind`` (``options`` and cohorts), sorted.
+    """Option keys a config may give a source of ``kind``, sorted.
+
+    They are the keys allowed in ``sources.<name>.options`` and, for real data, in each
+    ``sources.<name>.cohorts.<cohort>``; ``sequence`` and ``strict`` are set elsewhere (:data:`SET_ELSEWHERE`).
 
     Raises
     ------
