@@ -1,7 +1,8 @@
 import numpy as np
+import pandas as pd
 import pytest
 
-from brainuad.data.splits import age_strata, healthy_splits, pathology_splits
+from brainuad.data.splits import age_strata, healthy_splits, pathology_splits, splits_from_manifest
 
 SUBJ = [f"s{i:03d}" for i in range(40)]
 AGES = np.linspace(20, 85, 40)
@@ -60,3 +61,16 @@ def test_small_cohort_with_more_age_bins_than_validation_subjects():
     rest = sorted(set(subj) - set(sp["test"]), key=age.get)
     for f in sp["folds"]:  # two strata -> one validation subject from each age half
         assert sum(s in rest[:5] for s in f["val"]) == 1
+
+
+def test_splits_from_manifest_folds_and_pathology_sets():
+    healthy = [{"subject": "a", "split": "test"}, {"subject": "b", "split": "train/0,val/1"},
+               {"subject": "c", "split": "val/0,train/1"}, {"subject": "d", "split": "train/0,train/1"}]
+    assert splits_from_manifest(pd.DataFrame(healthy)) == {
+        "test": ["a"], "folds": [{"train": ["b", "d"], "val": ["c"]}, {"train": ["c", "d"], "val": ["b"]}],
+        "stratified": False, "origin": "author_split"}
+    pathology = [{"subject": "x", "split": "val"}, {"subject": "y", "split": "test"},
+                 {"subject": "z", "split": "test"}]
+    assert splits_from_manifest(pathology) == {"val": ["x"], "test": ["y", "z"], "origin": "author_split"}
+    with pytest.raises(ValueError, match="split column is empty"):
+        splits_from_manifest([{"subject": "a", "split": ""}])

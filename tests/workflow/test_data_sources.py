@@ -33,7 +33,7 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 pytestmark = pytest.mark.workflow
 
-_spec = importlib.util.spec_from_file_location("adapter_builders", ROOT / "tests" / "data" / "test_adapters.py")
+_spec = importlib.util.spec_from_file_location("source_builders", ROOT / "tests" / "data" / "test_sources.py")
 builders = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(builders)
 

@@ -1,7 +1,7 @@
 """Write the manifest of one dataset (one row per subject) and its exclusions table.
 
-Phantom cohorts: :func:`brainuad.data.manifest.phantom_manifest` (no exclusions). Real data: the adapter
-of the source's kind (:func:`brainuad.data.adapters.scan`) reads the distribution in place (read-only;
+Phantom cohorts: the generated folder (source kind ``phantom``, no exclusions). Real data: the source of
+its kind (:func:`brainuad.data.sources.scan`) reads the distribution in place (read-only;
 raw files are referenced by absolute path and checksummed); every subject it cannot use goes to
 ``exclusions.tsv`` (source, subject, file, reason). With ``strict`` the first bad subject fails the job
 with its message.
@@ -11,8 +11,8 @@ import sys
 
 import pandas as pd
 
-from brainuad.data.adapters import EXCLUSION_KEYS, manifest_frame, scan
-from brainuad.data.manifest import phantom_manifest, write_manifest
+from brainuad.data.manifest import MANIFEST_COLUMNS, manifest_frame, write_manifest
+from brainuad.data.sources import EXCLUSION_KEYS, scan
 from brainuad.errors import InputDataError
 from brainuad.utils import log_to
 
@@ -20,7 +20,8 @@ log = log_to(snakemake.log[0])
 settings = snakemake.params.scan
 exclusions = []
 if snakemake.params.kind == "phantom":
-    table = phantom_manifest(snakemake.input.raw, snakemake.params.sequence)
+    rows, exclusions = scan("phantom", snakemake.input.raw, sequence=snakemake.params.sequence)
+    table = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
 else:
     options = dict(settings["options"])
     log.info("scanning %s data below %s (sequence %s, options %s, strict %s)", settings["kind"], settings["root"],

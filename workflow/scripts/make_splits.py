@@ -3,9 +3,8 @@
 
 import numpy as np
 
-from brainuad.data.adapters import splits_from_manifest
 from brainuad.data.manifest import read_manifest
-from brainuad.data.splits import healthy_splits, pathology_splits
+from brainuad.data.splits import healthy_splits, pathology_splits, splits_from_manifest
 from brainuad.utils import log_to, write_json
 
 log = log_to(snakemake.log[0])

@@ -4,7 +4,7 @@ table of every subject left out (by the adapter when the manifest was built, or 
 import numpy as np
 import pandas as pd
 
-from brainuad.data.adapters import EXCLUSION_KEYS
+from brainuad.data.sources import EXCLUSION_KEYS
 from brainuad.data.pack import load_pack
 from brainuad.data.qc import qc_figure, qc_table
 from brainuad.utils import log_to, read_json

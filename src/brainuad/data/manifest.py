@@ -1,8 +1,35 @@
 """Manifests: one row per subject of a dataset, the single entry point of raw data into the DAG.
 
-Columns: ``subject, image, seg, age, sex, sequence, sha256`` — ``image``/``seg`` are absolute paths
-of the raw files (``seg`` empty for healthy subjects), ``sha256`` is the content checksum of the raw
-image (provenance: a changed raw file is visible in the manifest).
+Columns :data:`MANIFEST_COLUMNS` (every manifest): ``subject, image, seg, age, sex, sequence,
+sha256`` — ``image``/``seg`` are absolute paths of the raw files (``seg`` empty for healthy
+subjects), ``sha256`` is the content checksum of the raw image (provenance: a changed raw file is
+visible in the manifest). The manifest of a real data set (rows of :func:`brainuad.data.sources.scan`,
+turned into a table by :func:`manifest_frame`) has the columns :data:`SOURCE_COLUMNS`:
+
+==================== ==========================================================================
+column               meaning
+==================== ==========================================================================
+subject              subject id (characters outside ``[A-Za-z0-9_.+-]`` become ``_``)
+image                absolute path of the raw image of the requested ``sequence``
+seg                  absolute path of the raw lesion label, ``""`` for none (healthy)
+age                  years (float) or ``""`` when unknown
+sex                  ``"M"``, ``"F"`` or ``""``
+sequence             the requested sequence (``t1``, ``t2``, ``flair``, ``t1ce``, ...)
+sha256               SHA-256 of the raw image file
+seg_sha256           SHA-256 of the raw label file, ``""`` without a label
+brain_mask           absolute path of a brain mask shipped with the data, else ``""``
+registered           True: already in template space, skip registration
+skull_stripped       True: already skull-stripped, skip skull stripping
+seg_lesion_values    label values that are lesion, e.g. ``"1"``; ``""`` = every value > 0
+seg_ignore_values    label values to drop from evaluation, e.g. ``"2"``; ``""`` = none
+split                author split membership (``author_split`` only, else ``""``)
+==================== ==========================================================================
+
+The raw label keeps its values; ``seg_lesion_values`` / ``seg_ignore_values`` say how to read it
+(:func:`brainuad.data.labels.label_arrays`). ``split`` holds comma-separated tags: ``test``,
+``val`` (pathology sets), ``train/<k>`` and ``val/<k>`` (healthy cross-validation fold k);
+:func:`brainuad.data.splits.splits_from_manifest` turns them into the splits of
+:mod:`brainuad.data.splits`.
 """
 
 from __future__ import annotations
@@ -14,7 +41,11 @@ import pandas as pd
 
 from ..errors import InputDataError
 
+#: Columns of every manifest.
 MANIFEST_COLUMNS = ["subject", "image", "seg", "age", "sex", "sequence", "sha256"]
+#: Columns of a real data set's manifest: the manifest columns, then the source columns.
+SOURCE_COLUMNS = [*MANIFEST_COLUMNS, "seg_sha256", "brain_mask", "registered", "skull_stripped",
+                  "seg_lesion_values", "seg_ignore_values", "split"]
 
 
 def file_checksum(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -26,32 +57,9 @@ def file_checksum(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def phantom_manifest(raw_dir: str | Path, sequence: str) -> pd.DataFrame:
-    """Manifest of a phantom cohort written by :func:`brainuad.data.phantom.generate_cohort`.
-
-    Parameters
-    ----------
-    raw_dir : path
-        Folder with ``participants.tsv`` and the NIfTI files.
-    sequence : str
-        ``"t1"`` or ``"t2"``: which contrast this dataset uses.
-    """
-    raw_dir = Path(raw_dir).resolve()
-    table = raw_dir / "participants.tsv"
-    if not table.exists():
-        raise InputDataError(table, "participants table of the phantom cohort is missing")
-    part = pd.read_csv(table, sep="\t", dtype={"subject": str}, keep_default_na=False)
-    if sequence not in part.columns:
-        raise InputDataError(table, f"has no column {sequence!r} (sequences available: "
-                                    f"{[c for c in part.columns if c in ('t1', 't2', 'flair')]})")
-    rows = []
-    for rec in part.to_dict("records"):
-        image = raw_dir / rec[sequence]
-        seg = raw_dir / rec["seg"] if rec.get("seg") else ""
-        rows.append({"subject": rec["subject"], "image": str(image), "seg": str(seg),
-                     "age": rec.get("age", ""), "sex": rec.get("sex", ""), "sequence": sequence,
-                     "sha256": file_checksum(image)})
-    return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+def manifest_frame(rows: list[dict]) -> pd.DataFrame:
+    """Rows of a data source -> DataFrame with the columns :data:`SOURCE_COLUMNS` in order (no rows allowed)."""
+    return pd.DataFrame(rows, columns=SOURCE_COLUMNS)
 
 
 def read_manifest(path: str | Path) -> pd.DataFrame:

@@ -28,6 +28,12 @@ from brainuad.errors import InputDataError
 
 __all__ = [
     "MAX_VOXEL_SIZE_MM",
+    "READ_ERRORS",
+    "check_finite",
+    "check_geometry",
+    "describe",
+    "raw_voxel_size",
+    "read_volume",
     "load_image",
     "load_label",
     "check_brain_mask",
@@ -44,8 +50,8 @@ AFFINE_ATOL = 1e-3
 
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
-# Errors nibabel, gzip and numpy raise on truncated, corrupt or foreign files.
-_READ_ERRORS = (
+#: Errors nibabel, gzip and numpy raise on truncated, corrupt or foreign files.
+READ_ERRORS = (
     nib.filebasedimages.ImageFileError,
     nib.spatialimages.HeaderDataError,
     EOFError,
@@ -56,12 +62,13 @@ _READ_ERRORS = (
 )
 
 
-def _describe(error: BaseException) -> str:
+def describe(error: BaseException) -> str:
+    """First line (at most 200 characters) of an error's message, or its type name when it has none."""
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0][:200]
 
 
-def _read_volume(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def read_volume(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read a 3D volume and check its header, without any content checks.
 
     Parameters
@@ -91,29 +98,29 @@ def _read_volume(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         # mmap=False: read into memory; nibabel opens the file with mode 'rb'.
         image = nib.load(str(path), mmap=False)
-    except _READ_ERRORS as error:
-        raise InputDataError(path, f"cannot be read as NIfTI ({_describe(error)})") from error
+    except READ_ERRORS as error:
+        raise InputDataError(path, f"cannot be read as NIfTI ({describe(error)})") from error
     if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputDataError(path, f"is a {type(image).__name__}, not a NIfTI-1/2 image")
     try:
         data = image.get_fdata(dtype=np.float32)
-    except _READ_ERRORS as error:
+    except READ_ERRORS as error:
         raise InputDataError(
-            path, f"voxel data cannot be read; the file is truncated or corrupt ({_describe(error)})"
+            path, f"voxel data cannot be read; the file is truncated or corrupt ({describe(error)})"
         ) from error
     data = _squeeze_to_3d(data, path)
     affine = np.asarray(image.affine, dtype=np.float64)
-    _check_geometry(affine, _raw_voxel_size(image, path), path)
+    check_geometry(affine, raw_voxel_size(image, path), path)
     return np.ascontiguousarray(data), affine
 
 
-def _raw_voxel_size(image: nib.spatialimages.SpatialImage, path: Path) -> np.ndarray:
+def raw_voxel_size(image: nib.spatialimages.SpatialImage, path: Path) -> np.ndarray:
     """pixdim[1:4] exactly as stored: nibabel's loader silently turns 0 into 1."""
     try:
         with nib.openers.ImageOpener(str(path)) as stream:
             header = type(image.header).from_fileobj(stream, check=False)
-    except _READ_ERRORS as error:  # pragma: no cover - the image was just read
-        raise InputDataError(path, f"header cannot be read ({_describe(error)})") from error
+    except READ_ERRORS as error:  # pragma: no cover - the image was just read
+        raise InputDataError(path, f"header cannot be read ({describe(error)})") from error
     return np.asarray(header["pixdim"][1:4], dtype=np.float64)
 
 
@@ -134,7 +141,15 @@ def _format_zooms(zooms: np.ndarray) -> str:
     return " x ".join(f"{float(z):.4g}" for z in zooms)
 
 
-def _check_geometry(affine: np.ndarray, header_zooms, path: Path) -> None:
+def check_geometry(affine: np.ndarray, header_zooms, path: Path) -> None:
+    """Check that a (4, 4) affine is finite and non-singular and that both voxel sizes (the (3,)
+    ``header_zooms`` and the affine's column norms) lie in (0, ``MAX_VOXEL_SIZE_MM``] mm.
+
+    Raises
+    ------
+    InputDataError
+        Naming ``path`` and the offending value.
+    """
     if not np.all(np.isfinite(affine)):
         raise InputDataError(path, "the affine (voxel-to-world transform) contains NaN/Inf")
     affine_zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
@@ -152,7 +167,8 @@ def _check_geometry(affine: np.ndarray, header_zooms, path: Path) -> None:
         raise InputDataError(path, "the affine is singular (degenerate voxel axes)")
 
 
-def _check_finite(data: np.ndarray, path: Path) -> None:
+def check_finite(data: np.ndarray, path: Path) -> None:
+    """Raise InputDataError naming ``path`` when ``data`` (any shape) has a NaN or Inf voxel."""
     bad = ~np.isfinite(data)
     if bad.any():
         raise InputDataError(path, f"contains {int(bad.sum())} NaN/Inf voxel(s)")
@@ -182,8 +198,8 @@ def load_image(path: str | Path) -> nib.Nifti1Image:
         > ``MAX_VOXEL_SIZE_MM`` mm; all-zero image.
     """
     path = Path(path)
-    data, affine = _read_volume(path)
-    _check_finite(data, path)
+    data, affine = read_volume(path)
+    check_finite(data, path)
     if not np.any(data):
         raise InputDataError(path, "image is empty (all voxels are zero)")
     return _make_image(data, affine)
@@ -269,8 +285,8 @@ def load_label(
     """
     path = Path(path)
     reference_path, reference_image = _resolve_reference(reference)
-    data, affine = _read_volume(path)
-    _check_finite(data, path)
+    data, affine = read_volume(path)
+    check_finite(data, path)
     check_same_grid(
         path, data.shape, affine, reference_path, reference_image.shape[:3], reference_image.affine, atol=atol
     )

@@ -82,8 +82,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from brainuad.data.adapters import label_arrays
-from brainuad.data.nifti import _check_finite, _read_volume, check_brain_mask, check_same_grid, load_image
+from brainuad.data.labels import label_arrays
+from brainuad.data.nifti import check_brain_mask, check_finite, check_same_grid, load_image, read_volume
 from brainuad.data.nifti import load_label, save_nifti
 from brainuad.errors import InputDataError
 
@@ -640,7 +640,7 @@ def run_skull_strip_command(
     if source is None:
         raise RuntimeError(f"preprocess.skull_strip.command wrote neither {fields['mask']} nor {fields['output']} "
                            f"for {image_path}: {' '.join(args)}")
-    data, affine = _read_volume(source)
+    data, affine = read_volume(source)
     check_same_grid(source, data.shape, affine, image_path, reference.shape[:3], reference.affine)
     return np.asarray(data) != 0
 
@@ -788,8 +788,8 @@ def _label_code(
 
 def _load_brain_mask(path: str | Path, raw: nib.Nifti1Image, image_path: str | Path) -> np.ndarray:
     """A brain mask shipped with the data, on the raw image's grid -> bool array."""
-    data, affine = _read_volume(Path(path))
-    _check_finite(data, Path(path))
+    data, affine = read_volume(Path(path))
+    check_finite(data, Path(path))
     check_same_grid(path, data.shape, affine, image_path, raw.shape[:3], raw.affine)
     return data > 0
 

@@ -235,7 +235,7 @@ def exclusions_table(exclusions: Iterable[Mapping]) -> pd.DataFrame:
 
     Extra keys become extra columns; an empty list gives an empty table with the four columns.
     """
-    from brainuad.data.adapters import EXCLUSION_KEYS
+    from brainuad.data.sources import EXCLUSION_KEYS
 
     table = pd.DataFrame(list(exclusions))
     for key in EXCLUSION_KEYS:

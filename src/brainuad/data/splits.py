@@ -3,7 +3,8 @@
 Healthy (training) datasets: a held-out healthy test set, then ``folds`` cross-validation folds of
 train / validation on the rest, stratified by age (quantile bins) where ages exist — as in the
 thesis (IXI: 160 test, 5 folds of 358 train / 44 val, age-stratified). Pathological datasets: an
-unhealthy validation set (threshold search) and the test set.
+unhealthy validation set (threshold search) and the test set. Data sets that ship their own split
+(``author_split`` sources) keep it: :func:`splits_from_manifest` reads it from the manifest.
 """
 
 from __future__ import annotations
@@ -100,3 +101,45 @@ def pathology_splits(subjects, *, val=0.1, seed: int = 3141) -> dict:
     n_val = _count(val, len(subjects), "val")
     test, val_ids = train_test_split(subjects, test_size=n_val, random_state=seed)
     return {"val": sorted(val_ids.tolist()), "test": sorted(test.tolist())}
+
+
+def splits_from_manifest(table: pd.DataFrame | list[dict]) -> dict:
+    """The author's split membership (``split`` column of a manifest) as a splits dict.
+
+    ``split`` holds comma-separated tags per subject: ``test``, ``val`` (pathology sets),
+    ``train/<k>`` and ``val/<k>`` (healthy cross-validation fold k).
+
+    Returns
+    -------
+    dict
+        Healthy data (tags ``train/<k>`` / ``val/<k>``): ``{"test": [...], "folds": [{"train": [...],
+        "val": [...]}, ...], "stratified": False, "origin": "author_split"}``, like
+        :func:`healthy_splits`; pathology data: ``{"val": [...], "test": [...], "origin":
+        "author_split"}`` like :func:`pathology_splits`. Only subjects present in ``table`` appear
+        (excluded subjects drop out of every split).
+
+    Raises
+    ------
+    ValueError
+        No subject has a split tag.
+    """
+    records = table.to_dict("records") if isinstance(table, pd.DataFrame) else list(table)
+    tags: dict[str, set[str]] = {}
+    for rec in records:
+        for tag in str(rec.get("split", "")).split(","):
+            if tag.strip():
+                tags.setdefault(tag.strip(), set()).add(str(rec["subject"]))
+    if not tags:
+        raise ValueError("no split membership in the table (the split column is empty)")
+    folds = sorted({int(t.split("/")[1]) for t in tags if "/" in t})
+    if folds:
+        out = {"test": sorted(tags.get("test", ())),
+               "folds": [{"train": sorted(tags.get(f"train/{k}", ())), "val": sorted(tags.get(f"val/{k}", ()))}
+                         for k in range(max(folds) + 1)],
+               "stratified": False}
+    else:
+        out = {"val": sorted(tags.get("val", ())), "test": sorted(tags.get("test", ()))}
+        if "train" in tags:
+            out["train"] = sorted(tags["train"])
+    out["origin"] = "author_split"
+    return out

@@ -1,4 +1,4 @@
-"""Tests for brainuad.data.adapters on tiny fake copies of every distribution layout.
+"""Tests for brainuad.data.sources on tiny fake copies of every distribution layout, and its registry.
 
 Volumes are 8 x 8 x 6 voxels; expected rows and exclusions follow from how each fake layout is
 built, not from the code under test.
@@ -14,11 +14,15 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from brainuad.data.adapters import ADAPTER_COLUMNS, label_arrays, manifest_frame, scan, splits_from_manifest
-from brainuad.data.manifest import MANIFEST_COLUMNS, read_manifest, write_manifest
+from brainuad.data.labels import label_arrays
+from brainuad.data.manifest import MANIFEST_COLUMNS, SOURCE_COLUMNS, manifest_frame, read_manifest, write_manifest
+from brainuad.data.sources import check_options, scan, source_kinds, source_options
+from brainuad.data.splits import splits_from_manifest
 from brainuad.errors import InputDataError
 
+ROOT = Path(__file__).resolve().parents[2]
 SHAPE = (8, 8, 6)
 AFFINE = np.diag([1.0, 1.0, 1.2, 1.0])
 OTHER_AFFINE = np.diag([2.0, 2.0, 2.4, 1.0])
@@ -89,7 +93,7 @@ def test_ixi_rows_demographics_and_checksums(ixi):
     rows = by_subject(rows)
     assert sorted(rows) == ["IXI002-Guys-0828", "IXI012-HH-1211", "IXI013-HH-1212"]
     row = rows["IXI002-Guys-0828"]
-    assert set(row) == set(ADAPTER_COLUMNS)
+    assert set(row) == set(SOURCE_COLUMNS)
     assert row["image"] == str(ixi / "IXI-T1" / "IXI002-Guys-0828-T1.nii.gz")
     assert Path(row["image"]).is_absolute()
     assert row["sha256"] == sha(row["image"])
@@ -539,8 +543,6 @@ def test_rows_write_a_valid_manifest(tmp_path, wmh):
 
 
 def test_phantom_kind(tmp_path):
-    from brainuad.data.manifest import phantom_manifest
-
     root = tmp_path / "ph"
     write_image(root / "healthy-001_t1.nii.gz", 1)
     write_image(root / "healthy-002_t1.nii.gz", 2)
@@ -548,9 +550,16 @@ def test_phantom_kind(tmp_path):
                                            "healthy-001\thealthy\t33.1\tF\thealthy-001_t1.nii.gz\t\n"
                                            "healthy-002\thealthy\t50\tM\thealthy-002_t1.nii.gz\t\n")
     rows, exclusions = scan("phantom", root, sequence="t1")
-    reference = phantom_manifest(root, "t1")
     assert exclusions == []
-    assert manifest_frame(rows)[["subject", "image", "sha256"]].equals(reference[["subject", "image", "sha256"]])
+    assert [list(r) for r in rows] == [MANIFEST_COLUMNS] * 2
+    assert [(r["subject"], r["age"], r["sex"], r["seg"], r["sequence"]) for r in rows] == [
+        ("healthy-001", 33.1, "F", "", "t1"), ("healthy-002", 50.0, "M", "", "t1")]
+    assert rows[0]["image"] == str((root / "healthy-001_t1.nii.gz").resolve())
+    assert rows[1]["sha256"] == sha(root / "healthy-002_t1.nii.gz")
+    with pytest.raises(InputDataError, match="has no column 't2'"):
+        scan("phantom", root, sequence="t2")
+    with pytest.raises(InputDataError, match="participants table of the phantom cohort is missing"):
+        scan("phantom", tmp_path, sequence="t1")
 
 
 def test_module_never_opens_for_writing(monkeypatch, ixi):
@@ -567,3 +576,65 @@ def test_module_never_opens_for_writing(monkeypatch, ixi):
     monkeypatch.setattr(os, "replace", lambda *a: pytest.fail("adapter moved a file"))
     scan("ixi", ixi, sequence="t1")
     assert modes and all(set(m) <= set("rbt") for m in modes), modes
+
+
+# --------------------------------------------------------------------------------- registry and options
+
+
+def test_schema_kind_enum_is_the_registry():
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    enum = schema["properties"]["sources"]["additionalProperties"]["properties"]["kind"]["enum"]
+    assert sorted(enum) == source_kinds() and len(enum) == len(set(enum))
+
+
+def test_every_kind_lists_its_options():
+    for kind in source_kinds():
+        accepted = source_options(kind)
+        assert accepted and list(accepted) == sorted(set(accepted)), kind
+        assert "sequence" not in accepted and "strict" not in accepted, kind
+    # scan keywords of the layout plus the common options (``source`` is set by the workflow)
+    assert source_options("wmh") == ("allow_empty_label", "check", "image_dir", "image_names", "label_name",
+                                     "label_values", "other_pathology", "participants", "registered",
+                                     "require_all_sequences", "require_label", "require_sequences",
+                                     "skull_stripped", "source", "workers")
+    assert {"sequence_suffixes", "brain_mask_entities"} <= set(source_options("atlas"))
+    assert "suffix" not in source_options("atlas")  # fixed to T1w by the layout
+    assert {"voxel_mm", "anisotropic_fraction", "template_resolution", "noise_fraction"} <= set(
+        source_options("phantom"))  # generator settings
+    with pytest.raises(ValueError, match="unknown data source kind 'oasis'"):
+        source_options("oasis")
+
+
+def test_check_options_names_the_key_and_the_accepted_ones():
+    check_options("wmh", {"other_pathology": "exclude", "source": "wmh", "label_values": [0, 1, 2]},
+                  "sources.wmh.options")
+    with pytest.raises(ValueError) as error:
+        check_options("wmh", {"other_pathology": "lesion", "label_value": [0, 1]}, "sources.wmh.options")
+    assert str(error.value) == ("config error: sources.wmh.options.label_value: unknown option for kind 'wmh'; "
+                                "accepted: " + ", ".join(source_options("wmh")))
+    with pytest.raises(ValueError, match=r"^config error: sources\.b\.cohorts\.hgg\.grade: unknown option "
+                                         r"for kind 'brats'; accepted: allow_empty_label, check, grades, "):
+        check_options("brats", {"grade": ["HGG"]}, "sources.b.cohorts.hgg")
+    with pytest.raises(ValueError, match=r"sources\.x\.options\.sequence: .*datasets\.<name>\.sequence"):
+        check_options("ixi", {"sequence": "t1"}, "sources.x.options")
+    with pytest.raises(ValueError, match=r"sources\.x\.options\.strict: .*sources\.<name>\.strict"):
+        check_options("ixi", {"strict": True}, "sources.x.options")
+    with pytest.raises(ValueError, match="unknown option for kind 'phantom'"):
+        check_options("phantom", {"voxels": 2}, "sources.phantom.options")
+
+
+def test_options_of_the_shipped_configs_are_accepted():
+    for config in (ROOT / "config" / "config.yaml", ROOT / "config" / "thesis.yaml", ROOT / "tests" / "smoke" /
+                   "config.yaml"):
+        for name, src in yaml.safe_load(config.read_text())["sources"].items():
+            check_options(src["kind"], src.get("options", {}), f"sources.{name}.options")
+            if src["kind"] != "phantom":
+                for cohort, options in src.get("cohorts", {}).items():
+                    check_options(src["kind"], options, f"sources.{name}.cohorts.{cohort}")
+
+
+def test_register_source_rejects_a_kind_twice():
+    from brainuad.data.sources import register_source
+
+    with pytest.raises(ValueError, match="'ixi' is registered twice"):
+        register_source("ixi")(lambda root, **options: ([], []))
