@@ -11,7 +11,10 @@ Two dry-runs of ``all_tables`` (plus ``all_sweeps``) with ``config/thesis.yaml``
 
 A third dry-run adds the job groups of profiles/slurm/config.yaml (score + evaluate), which the cluster
 run pays for. Goal (cluster-scale issue): each plan under 30 s on a 2-core development machine.
-Use: python benchmarks/bench_planning.py [--configfile config/thesis.yaml]
+With ``--baseline DIR`` (another checkout, e.g. ``git worktree add /tmp/base main~1``) every dry-run is
+repeated with that checkout's Snakefile right after this one's, and the ratio this / baseline is printed:
+a refactoring must not make planning slower (ratios from one run on one machine, so noise hits both alike).
+Use: python benchmarks/bench_planning.py [--configfile config/thesis.yaml] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 THESIS_COUNTS = {"ixi": 562, "brats": 1251, "mslub": 30, "atlas": 655, "wmh": 60}
 
 
-def dry_run(workdir: Path, configfile: Path, *extra: str) -> tuple[float, dict[str, int]]:
-    cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile", str(configfile),
+def dry_run(workdir: Path, configfile: Path, *extra: str, root: Path = ROOT) -> tuple[float, dict[str, int]]:
+    """Seconds and job counts of one dry-run of ``root``'s Snakefile in ``workdir``."""
+    cmd = [SNAKEMAKE, "-s", str(root / "Snakefile"), "--directory", str(workdir), "--configfile", str(configfile),
            "--replace-workflow-config", "-n", "all_tables", "all_sweeps", "--rerun-triggers", "mtime", *extra]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -72,7 +76,11 @@ def fake_manifests(workdir: Path, config: dict) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configfile", type=Path, default=ROOT / "config" / "thesis.yaml")
+    parser.add_argument("--baseline", type=Path, help="another checkout to plan the same config with, for ratios")
     args = parser.parse_args()
+    if args.baseline:
+        compare(args.configfile.resolve(), args.baseline.resolve())
+        return
     config = yaml.safe_load(args.configfile.read_text())
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Path(tmp) / "fresh"
@@ -94,6 +102,29 @@ def main() -> None:
           f"{s3:.1f} s with those and the SLURM profile's job groups ({' '.join(groups) or 'none'})")
     worst = max(s1, s2, s3)
     print(f"goal < 30 s: {'met' if worst < 30 else 'NOT met'} (slowest / goal = {worst / 30:.2f})")
+
+
+def compare(configfile: Path, baseline: Path) -> None:
+    """The three plans with this checkout and with ``baseline``, alternating, and the ratios this / baseline."""
+    config = yaml.safe_load(configfile.read_text())
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    groups = profile.get("groups", [])
+    plans = [("from scratch", False, ()), ("manifests known", True, ()),
+             ("with job groups", True, tuple(["--groups", *groups] if groups else []))]
+    print(f"config: {configfile}\nthis: {ROOT}\nbaseline: {baseline}")
+    print(f"{'plan':<16} {'this s':>7} {'base s':>7} {'ratio':>6}  jobs (this / base)")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, filled, extra in plans:
+            times, jobs = {}, {}
+            for label, root in (("this", ROOT), ("base", baseline)):
+                workdir = Path(tmp) / f"{label}-{name.replace(' ', '-')}"
+                workdir.mkdir()
+                if filled:
+                    fake_manifests(workdir, config)
+                times[label], counts = dry_run(workdir, configfile, *extra, root=root)
+                jobs[label] = counts["total"]
+            print(f"{name:<16} {times['this']:>7.1f} {times['base']:>7.1f} {times['this'] / times['base']:>6.2f}"
+                  f"  {jobs['this']} / {jobs['base']}")
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def main() -> None:
 
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(args.threads)
     from brainuad.data.phantom import generate_cohort
-    from brainuad.data.preprocess import preprocess_subject
+    from brainuad.data.preprocess import PreprocessOptions, preprocess_subject
 
     work = Path(tempfile.mkdtemp(prefix="bench-preprocess-")) if args.keep is None else args.keep
     try:
@@ -61,6 +61,7 @@ def main() -> None:
                                 template_resolution=1 if args.voxel_mm < 2 else 2)
         simulate_s = time.perf_counter() - start
         settings = SETTINGS[args.spacing_mm]
+        options = PreprocessOptions(spacing_mm=args.spacing_mm, **settings)
         print(f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
               f"ITK threads {args.threads}")
         print(f"# {args.n} {args.cohort} phantom subjects ({args.sequence}) at {args.voxel_mm:g} mm, "
@@ -72,8 +73,7 @@ def main() -> None:
             seg = work / "raw" / rec["seg"] if rec["seg"] else None
             qc = preprocess_subject(
                 work / "raw" / rec[args.sequence], out / f"{subject}_image.nii.gz", out / f"{subject}_mask.nii.gz",
-                out / f"{subject}_seg.nii.gz", seg_path=seg, spacing_mm=args.spacing_mm, tmpdir=work,
-                threads=args.threads, **settings,
+                out / f"{subject}_seg.nii.gz", seg_path=seg, options=options, tmpdir=work, threads=args.threads,
             )
             rows.append((subject, qc["seconds"], qc["output_shape"], qc["registration_correlation_after_n4"]))
         width = max(len(s) for s in STEPS)

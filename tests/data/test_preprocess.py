@@ -15,6 +15,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import ants
 import nibabel as nib
 import numpy as np
 import pytest
@@ -173,7 +174,8 @@ def without_n4(subject, tmp_path_factory) -> dict:
     system_tmp = Path(tempfile.gettempdir())
     before = ants_like_entries(system_tmp)
     qc = pp.preprocess_subject(
-        subject["image"], out / "image.nii.gz", out / "mask.nii.gz", out / "seg.nii.gz", n4=False, tmpdir=None
+        subject["image"], out / "image.nii.gz", out / "mask.nii.gz", out / "seg.nii.gz",
+        options=pp.PreprocessOptions(n4=False), tmpdir=None
     )
     return {"qc": qc, "out": out, "tmp_new": ants_like_entries(system_tmp) - before}
 
@@ -289,11 +291,11 @@ def test_qc_record_is_complete_and_json_serialisable(with_n4):
 def test_t2_like_contrast_registers_with_mutual_information(tmp_path):
     paths = make_subject(tmp_path / "t2", t2_like=True, seed=3)
     moving = pp.nifti_to_ants(nib.load(str(paths["image"])))
-    fixed, fixed_mask = pp.load_template("mni152", spacing_mm=2.0)
+    fixed, fixed_mask = pp.load_registration_template("mni152", spacing_mm=2.0)
     work = tmp_path / "work"
     work.mkdir()
     transforms = pp.register_affine(fixed, moving, work, fixed_mask=fixed_mask)
-    transform = pp.ants.read_transform(transforms[0])
+    transform = ants.read_transform(transforms[0])
     # fixed (template) points -> moving (subject) points, ITK LPS coordinates
     to_lps = np.diag([-1.0, -1.0, 1.0])
     brain = np.argwhere(fixed_mask.numpy() > 0)[::50]
@@ -317,13 +319,13 @@ def test_n4_reduces_known_bias(with_n4, without_n4):
 
 
 def test_correct_bias_recovers_unbiased_white_matter():
-    fixed, mask = pp.load_template("mni152", spacing_mm=2.0)
+    fixed, mask = pp.load_registration_template("mni152", spacing_mm=2.0)
     template = fixed.numpy()
     affine = pp.ants_to_nifti(fixed).affine
     brain = mask.numpy() > 0
     biased = template * bias_field(template.shape, affine) * brain
     wm = ndimage.binary_erosion((template > 0.8) & brain)
-    corrected = pp.correct_bias(pp.ants.from_numpy(biased.astype(np.float32), origin=fixed.origin,
+    corrected = pp.correct_bias(ants.from_numpy(biased.astype(np.float32), origin=fixed.origin,
                                                    spacing=fixed.spacing, direction=fixed.direction), mask).numpy()
     cv_true = coefficient_of_variation(template[wm])
     cv_biased = coefficient_of_variation(biased[wm])
@@ -437,14 +439,14 @@ def write_las_template(folder: Path) -> tuple[Path, Path]:
 def test_user_template_path(tmp_path):
     mask = load_mni152_brain_mask(resolution=2)
     template_path, mask_path = write_las_template(tmp_path)
-    fixed, fixed_mask = pp.load_template(template_path, mask_path, spacing_mm=4.0)
+    fixed, fixed_mask = pp.load_registration_template(template_path, mask_path, spacing_mm=4.0)
     assert fixed.spacing == pytest.approx((4.0, 4.0, 4.0))
     assert fixed.shape == fixed_mask.shape
     assert set(np.unique(fixed_mask.numpy())) == {0.0, 1.0}
     volume_ml = fixed_mask.numpy().sum() * 64 / 1000
     assert volume_ml == pytest.approx((mask.get_fdata() > 0).sum() * 8 / 1000, rel=0.05)
     with pytest.raises(ValueError, match="template_mask"):
-        pp.load_template(template_path, None)
+        pp.load_registration_template(template_path, None)
 
 
 def test_non_ras_user_template_gives_ras_outputs(subject, tmp_path):
@@ -452,8 +454,9 @@ def test_non_ras_user_template_gives_ras_outputs(subject, tmp_path):
     out = tmp_path / "out"
     qc = pp.preprocess_subject(
         subject["image"], out / "image.nii.gz", out / "mask.nii.gz", out / "seg.nii.gz", seg_path=subject["seg"],
-        template=template_path, template_mask=mask_path, spacing_mm=4.0, crop_pad=(48, 48, 40), downsample=1,
-        slice_crop=2, tmpdir=tmp_path,
+        options=pp.PreprocessOptions(template=template_path, template_mask=mask_path, spacing_mm=4.0,
+                                     crop_pad=(48, 48, 40), downsample=1, slice_crop=2),
+        tmpdir=tmp_path,
     )
     image, mask, seg = (nib.load(str(out / f"{name}.nii.gz")) for name in ("image", "mask", "seg"))
     assert nib.aff2axcodes(seg.affine) == ("R", "A", "S")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -19,10 +20,11 @@ import pytest
 from nilearn.datasets import load_mni152_brain_mask, load_mni152_template
 
 from brainuad.data import preprocess as pp
+from brainuad.data.preprocess.exclusion import preprocess_or_exclude
 from brainuad.errors import InputDataError
 
 SPACING = 4.0
-OPTIONS = dict(spacing_mm=SPACING, crop_pad=(40, 48, 40), downsample=1, slice_crop=2, n4=False, threads=1)
+OPTIONS = dict(spacing_mm=SPACING, crop_pad=(40, 48, 40), downsample=1, slice_crop=2, n4=False)
 OUT_SHAPE = (40, 48, 36)
 LESION_BOX = (slice(14, 18), slice(25, 29), slice(25, 28))  # template voxels (4 mm grid, RAS)
 IGNORE_BOX = (slice(30, 32), slice(25, 27), slice(25, 27))
@@ -66,12 +68,14 @@ def raw(tmp_path_factory) -> dict:
             "stripped": stripped, "before": before, "folder": folder}
 
 
-def run(raw, tmp_path, name="out", **kwargs) -> tuple[dict, dict]:
+def run(raw, tmp_path, name="out", options=None, **kwargs) -> tuple[dict, dict]:
+    """Pre-process with ``OPTIONS`` updated by ``options``; ``kwargs`` go to ``preprocess_subject``."""
     out = tmp_path / name
     files = {k: out / f"{k}.nii.gz" for k in ("image", "mask", "seg", "ignore")}
     kwargs.setdefault("tmpdir", tmp_path)
     qc = pp.preprocess_subject(kwargs.pop("image", raw["paths"]["stripped"]), files["image"], files["mask"],
-                               files["seg"], out_ignore=files["ignore"], **{**OPTIONS, **kwargs})
+                               files["seg"], out_ignore=files["ignore"], threads=1,
+                               options=pp.PreprocessOptions(**{**OPTIONS, **(options or {})}), **kwargs)
     return qc, {k: nib.load(str(p)) for k, p in files.items()}
 
 
@@ -128,7 +132,7 @@ def test_ignore_values_give_an_ignore_mask(raw, tmp_path):
 
 def test_registration_none_equals_registered(raw, tmp_path):
     qc_a, a = run(raw, tmp_path, "a", registered=True, skull_stripped=True)
-    qc_b, b = run(raw, tmp_path, "b", registration="none", skull_stripped=True)
+    qc_b, b = run(raw, tmp_path, "b", options={"registration": "none"}, skull_stripped=True)
     assert qc_b["registered"] is True
     for key in ("image", "mask"):
         np.testing.assert_array_equal(np.asarray(a[key].dataobj), np.asarray(b[key].dataobj))
@@ -153,7 +157,8 @@ def test_registered_with_template_mask(raw, tmp_path):
 
 
 def test_skull_strip_none_keeps_the_head(raw, tmp_path):
-    qc, out = run(raw, tmp_path, image=raw["paths"]["head"], registered=True, skull_strip={"method": "none"})
+    qc, out = run(raw, tmp_path, image=raw["paths"]["head"], registered=True,
+                  options={"skull_strip": {"method": "none"}})
     assert qc["brain_mask_source"] == "nonzero"
     head = np.ones(raw["brain"].shape, bool)
     np.testing.assert_array_equal(np.asarray(out["mask"].dataobj) > 0,
@@ -179,7 +184,7 @@ def test_external_skull_strip_command(raw, tmp_path):
     tool.write_text(FAKE_TOOL)
     command = [sys.executable, str(tool), "-i", "{input}", "-o", "{output}"]
     qc, out = run(raw, tmp_path, image=raw["paths"]["head"], registered=True,
-                  skull_strip={"method": "hd-bet", "command": command})
+                  options={"skull_strip": {"method": "hd-bet", "command": command}})
     assert qc["brain_mask_source"] == "hd-bet" and qc["skull_strip"]["method"] == "hd-bet"
     box_las = np.zeros(raw["box"].shape, bool)
     box_las[8:40, 10:50, 8:40] = True
@@ -191,21 +196,22 @@ def test_external_skull_strip_command(raw, tmp_path):
 
 def test_skull_strip_command_errors(raw, tmp_path):
     with pytest.raises(ValueError, match="skull_strip.command"):
-        run(raw, tmp_path, image=raw["paths"]["head"], skull_strip="hd-bet")
+        run(raw, tmp_path, image=raw["paths"]["head"], options={"skull_strip": "hd-bet"})
     with pytest.raises(ValueError, match="one of"):
         pp.skull_strip_settings({"method": "bet2"})
     with pytest.raises(ValueError, match="only used with method 'hd-bet'"):
         pp.skull_strip_settings({"method": "template", "command": "hd-bet -i {input}"})
     with pytest.raises(RuntimeError, match="not installed"):
         run(raw, tmp_path, image=raw["paths"]["head"], registered=True,
-            skull_strip={"method": "hd-bet", "command": "hd-bet-not-installed-xyz -i {input} -o {output}"})
+            options={"skull_strip": {"method": "hd-bet",
+                                     "command": "hd-bet-not-installed-xyz -i {input} -o {output}"}})
     failing = [sys.executable, "-c", "import sys; sys.exit('GPU out of memory')", "{input}"]
     with pytest.raises(RuntimeError, match="GPU out of memory"):
         run(raw, tmp_path, image=raw["paths"]["head"], registered=True,
-            skull_strip={"method": "hd-bet", "command": failing})
+            options={"skull_strip": {"method": "hd-bet", "command": failing}})
     with pytest.raises(ValueError, match="placeholder"):
         run(raw, tmp_path, image=raw["paths"]["head"], registered=True,
-            skull_strip={"method": "hd-bet", "command": "hd-bet -i {inputs}"})
+            options={"skull_strip": {"method": "hd-bet", "command": "hd-bet -i {inputs}"}})
 
 
 def test_bad_brain_mask_or_label_grid_is_an_input_error(raw, tmp_path):
@@ -225,8 +231,8 @@ def test_raw_files_untouched(raw, tmp_path):
 
 
 def test_skull_stripped_but_not_registered_carries_its_mask_through_registration(raw, tmp_path):
-    qc, out = run(raw, tmp_path, seg_path=raw["paths"]["seg"], skull_stripped=True, spacing_mm=4.0,
-                  reg_iterations=(20, 10), reg_shrink_factors=(2, 1), reg_smoothing_sigmas=(1, 0))
+    qc, out = run(raw, tmp_path, seg_path=raw["paths"]["seg"], skull_stripped=True,
+                  options={"reg_iterations": (20, 10), "reg_shrink_factors": (2, 1), "reg_smoothing_sigmas": (1, 0)})
     assert qc["registered"] is False and qc["brain_mask_source"] == "nonzero"
     assert qc["brain_volume_ml"] == pytest.approx(raw["brain"].sum() * SPACING ** 3 / 1000.0)
     assert qc["registration_correlation_after"] > 0.95  # the image is the template itself
@@ -234,3 +240,35 @@ def test_skull_stripped_but_not_registered_carries_its_mask_through_registration
     expected = at_output_voxels(raw["brain"], raw["affine"], out["mask"])  # template space = input space here
     assert 2 * (mask & expected).sum() / (mask.sum() + expected.sum()) > 0.95
     assert np.asarray(out["seg"].dataobj).sum() > 0
+
+
+def exclusion_job(image, tmp_path, strict, **flags) -> tuple[dict, dict]:
+    outputs = {k: tmp_path / "nifti" / f"sub_{k}.nii.gz" for k in ("image", "mask", "seg", "ignore")}
+    outputs["qc"] = tmp_path / "nifti" / "sub_qc.json"
+    outputs["image"].parent.mkdir(parents=True, exist_ok=True)
+    record = preprocess_or_exclude(str(image), outputs, pp.PreprocessOptions(**OPTIONS), dataset="ds",
+                                   subject_id="sub", source="src", strict=strict, tmpdir=tmp_path, threads=1,
+                                   log=logging.getLogger("test"), **flags)
+    return record, outputs
+
+
+def test_job_writes_the_qc_record(raw, tmp_path):
+    record, outputs = exclusion_job(raw["paths"]["stripped"], tmp_path, strict=True, registered=True,
+                                    skull_stripped=True)
+    assert json.loads(outputs["qc"].read_text()) == json.loads(json.dumps(record))
+    assert record["subject"] == "sub" and record["raw_image"] == str(raw["paths"]["stripped"])
+    assert record["registered"] is True and "excluded" not in record
+    assert nib.load(str(outputs["ignore"])).shape == OUT_SHAPE
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("brainuad-ants-")]
+
+
+def test_job_excludes_an_unusable_subject_unless_strict(tmp_path):
+    bad = save(tmp_path / "bold.nii.gz", np.ones((8, 8, 8, 4), np.float32), np.eye(4))
+    record, outputs = exclusion_job(bad, tmp_path, strict=False)
+    assert json.loads(outputs["qc"].read_text()) == record
+    assert record.pop("reason") and record == {"excluded": True, "stage": "preprocess", "source": "src",
+                                               "file": str(bad), "subject": "sub", "raw_image": str(bad)}
+    assert all(outputs[k].read_bytes() == b"" for k in ("image", "mask", "seg", "ignore"))
+    with pytest.raises(InputDataError):
+        exclusion_job(bad, tmp_path / "strict", strict=True)
+    assert not (tmp_path / "strict" / "nifti" / "sub_qc.json").exists()

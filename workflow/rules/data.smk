@@ -1,6 +1,6 @@
 # Raw data -> manifest (+ exclusions) -> per-subject preprocessing -> packed arrays -> splits; QC per dataset.
 # Real data (sources.<name>.kind other than phantom) are read in place: only the manifest job opens them
-# (adapters of brainuad.data.adapters), the Snakefile itself never reads a NIfTI header.
+# (the source kinds of brainuad.data.sources), the Snakefile itself never reads a NIfTI header.
 
 
 rule make_phantom:

@@ -21,7 +21,7 @@ subject and flags
 
 :func:`qc_figure` draws axial / coronal / sagittal mid-slices of every subject (pages of
 ``max_per_page`` subjects). :func:`exclusions_table` turns the exclusion records of
-:mod:`brainuad.data.adapters` into a table.
+:mod:`brainuad.data.sources` into a table.
 """
 
 from __future__ import annotations
