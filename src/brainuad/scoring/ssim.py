@@ -320,42 +320,7 @@ def ssim_map(x, y, sigma: float = 1.0, data_range=1.0, dims: int = 2, k1: float 
     return out.to(xt.dtype)
 
 
-def ssim_ens_map(
-    x,
-    y,
-    sigmas: Sequence[float] = DEFAULT_SIGMAS,
-    data_range=1.0,
-    dims: int = 2,
-    k1: float = K1,
-    k2: float = K2,
-    return_weights: bool = False,
-):
-    """Scale-ensembled SSIM: ``sum_k w_k SSIM_k`` with ``w = softmax_k(-SSIM_k)`` per pixel.
-
-    Parameters
-    ----------
-    x, y : Tensor or ndarray, (..., *spatial), same shape
-    sigmas : sequence of K floats, default (0.3, 0.5, ..., 1.7)
-    data_range, dims, k1, k2 : as in :func:`ssim_map`
-    return_weights : bool
-        Also return the per-pixel weights.
-
-    Returns
-    -------
-    ens : x.shape, the ensembled SSIM (the anomaly map is ``1 - ens``)
-    weights : (K, *x.shape), only with ``return_weights``; sums to one over the first axis
-    """
-    as_numpy = isinstance(x, np.ndarray)
-    xt, yt = torch.as_tensor(x), torch.as_tensor(y)
-    ens, w = _ensemble(ssim_maps(xt, yt, sigmas, data_range, dims, k1, k2))
-    if as_numpy:
-        ens, w = ens.cpu().numpy(), w.cpu().numpy()
-    else:
-        ens = ens.to(xt.dtype)
-    return (ens, w) if return_weights else ens
-
-
-def _ensemble(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def scale_ensemble(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax(-SSIM) weights over the first (scale) axis and the weighted SSIM.
 
     Parameters
@@ -449,5 +414,5 @@ def ssim_ens(
     """
     d = spatial_dims(image, dims)
     mean = recons.mean(dim=0, dtype=compute_dtype(recons.dtype))
-    ens, _ = _ensemble(ssim_maps(image, mean, sigmas, data_range, d, k1, k2))
+    ens, _ = scale_ensemble(ssim_maps(image, mean, sigmas, data_range, d, k1, k2))
     return ((1 - ens) * mask).to(image.dtype)
