@@ -65,6 +65,7 @@ rule report:
         qc_exclusions=expand("results/qc/{dataset}/exclusions.tsv", dataset=DATASETS),
         qc_figures=expand("results/qc/{dataset}/qc.png", dataset=DATASETS),
         inference=["results/tables/inference_time.tsv"] if config["report"].get("inference_time") else [],
+        captions=sorted(str(p) for p in Path(workflow.basedir, "workflow", "report").glob("*.rst")),
     output:
         "results/report/benchmark.pdf",
     log:
