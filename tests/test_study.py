@@ -230,7 +230,9 @@ def test_data_and_report_inputs():
     assert s.data_files() == [f"results/data/{ds}/volumes.npz" for ds in ("healthy_t2", "tumour_t2", "ms_t2")] + [
         f"results/qc/{ds}/qc.tsv" for ds in ("healthy_t2", "tumour_t2", "ms_t2")]
     report = s.report_inputs()
-    assert list(report) == ["tables", "figures", "sweeps", "qc_tables", "qc_exclusions", "qc_figures", "inference"]
+    assert list(report) == ["tables", "figures", "sweeps", "qc_tables", "qc_exclusions", "qc_figures", "inference",
+                            "captions"]
+    assert {Path(c).name for c in report["captions"]} >= {"table.rst", "qualitative.rst"}  # a caption edit reruns it
     assert report["tables"] == [f"results/tables/{t}.tsv" for t in ("segmentation", "reconstruction", "diffusion")]
     assert report["inference"] == ["results/tables/inference_time.tsv"]
     assert report["qc_exclusions"][0] == "results/qc/healthy_t2/exclusions.tsv"

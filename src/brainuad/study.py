@@ -460,8 +460,9 @@ class Study:
               for name, pattern in (("tables", paths.QC_TABLE), ("exclusions", paths.QC_EXCLUSIONS),
                                     ("figures", paths.QC_FIGURE))}
         inference = [paths.fill(paths.INFERENCE_TIME, ext="tsv")] if self.config["report"].get("inference_time") else []
+        captions = sorted(str(path) for path in (self.basedir / "workflow" / "report").glob("*.rst"))
         return {"tables": self.table_files("tsv"), "figures": self.report_figures(), "sweeps": self.sweep_tables(),
-                **qc, "inference": inference}
+                **qc, "inference": inference, "captions": captions}
 
     # ------------------------------------------------------------ cross-checks
     def check_config(self) -> None:

@@ -1,15 +1,22 @@
 import nibabel as nib
 import numpy as np
 
-from brainuad.data.pack import dhw_to_ras, load_pack, pack_dataset, ras_to_dhw, subject_index
+from brainuad.data.pack import load_pack, pack_dataset, ras_to_dhw, subject_index
 
 
-def test_ras_dhw_roundtrip_and_orientation():
-    arr = np.arange(2 * 3 * 4).reshape(2, 3, 4)  # x, y, z
+def test_ras_to_dhw_orientation():
+    arr = np.arange(2 * 3 * 4).reshape(2, 3, 4)  # x, y, z: arr[x, y, z] = 12 x + 4 y + z
+    # (D=z, H=y from anterior (y=2) to posterior (y=0), W=x), written out by hand
+    expected = np.array([
+        [[8, 20], [4, 16], [0, 12]],
+        [[9, 21], [5, 17], [1, 13]],
+        [[10, 22], [6, 18], [2, 14]],
+        [[11, 23], [7, 19], [3, 15]],
+    ])
     dhw = ras_to_dhw(arr)
-    assert dhw.shape == (4, 3, 2)
+    assert dhw.shape == (4, 3, 2) and dhw.flags.c_contiguous
+    np.testing.assert_array_equal(dhw, expected)
     assert dhw[1, 0, 1] == arr[1, 2, 1]  # first row = most anterior y
-    np.testing.assert_array_equal(dhw_to_ras(dhw), arr)
 
 
 def test_pack_dataset(tmp_path):

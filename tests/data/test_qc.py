@@ -9,7 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brainuad.data.qc import exclusions_table, flatten_qc, qc_figure, qc_table, robust_z
+from brainuad.data.qc import (
+    dataset_exclusions,
+    exclusions_table,
+    flatten_qc,
+    qc_figure,
+    qc_table,
+    robust_z,
+    write_dataset_qc,
+)
 
 
 def record(subject: str, *, volume=1400.0, r=0.85, p99=900.0, lesion=0, outside=0, removed=0) -> dict:
@@ -116,3 +124,35 @@ def test_exclusions_table():
     empty = exclusions_table([])
     assert empty.empty and list(empty.columns) == ["source", "subject", "file", "reason"]
     assert isinstance(empty, pd.DataFrame)
+
+
+def _scan(tmp_path):
+    pd.DataFrame({"source": ["ixi", "ixi"], "subject": ["z1", "a1"], "file": ["/raw/z1.nii.gz", ""],
+                  "reason": ["unreadable", "no T1"]}).to_csv(tmp_path / "scan.tsv", sep="\t", index=False)
+    return tmp_path / "scan.tsv"
+
+
+def test_dataset_exclusions_adds_the_stage(tmp_path):
+    late = {"subject": "b2", "source": "ixi", "file": "/raw/b2.nii.gz", "reason": "registration failed", "stage": "preprocess",
+            "excluded": True}
+    table = dataset_exclusions(_scan(tmp_path), [record("k"), late], "ixi_t1")
+    assert table.columns.tolist() == ["dataset", "source", "subject", "file", "reason", "stage"]
+    assert table["subject"].tolist() == ["a1", "z1", "b2"] and table["stage"].tolist() == ["manifest"] * 2 + ["preprocess"]
+    assert set(table["dataset"]) == {"ixi_t1"} and table.iloc[2]["reason"] == "registration failed"
+
+
+def test_write_dataset_qc(cohort, tmp_path):
+    paths = []
+    for rec in cohort[:13]:  # s00 .. s11 and the brain-volume outlier s90
+        paths.append(tmp_path / f"{rec['subject']}_qc.json")
+        paths[-1].write_text(json.dumps(rec))
+    subjects = [rec["subject"] for rec in cohort[:13]]
+    np.savez(tmp_path / "volumes.npz", images=np.random.default_rng(0).random((13, 6, 8, 8)).astype(np.float16),
+             segs=np.zeros((13, 6, 8, 8), np.uint8), subjects=np.array(subjects))
+    table, flagged, excluded, written = write_dataset_qc(
+        "ixi_t1", "IXI", records=paths, scan_exclusions=_scan(tmp_path), volumes=tmp_path / "volumes.npz",
+        table=tmp_path / "qc.tsv", exclusions=tmp_path / "excl.tsv", figure=tmp_path / "qc.png")
+    assert flagged == ["s90"] and len(table) == 13 and table["dataset"].eq("ixi_t1").all()
+    assert pd.read_csv(tmp_path / "qc.tsv", sep="\t")["subject"].tolist() == table["subject"].tolist()
+    assert len(excluded) == 2 and pd.read_csv(tmp_path / "excl.tsv", sep="\t")["subject"].tolist() == ["a1", "z1"]
+    assert written and all(p.exists() for p in written)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from brainuad.evaluation.lpips import LPIPS, lpips_volume
+from brainuad.evaluation.lpips import LPIPS, lpips_metric, lpips_volume
 from brainuad.evaluation.protocol import evaluate_healthy
 from brainuad.reporting.tables import aggregate, wide
 
@@ -55,6 +55,15 @@ def test_volume_mean_over_brain_slices_and_clear_errors(weights, tmp_path):
     torch.save({"features.0.weight": torch.zeros(1)}, bad)
     with pytest.raises(ValueError, match="not an LPIPS-VGG weights file"):
         LPIPS(bad)
+
+
+def test_lpips_metric_from_the_config_value(weights):
+    assert lpips_metric(None) is None and lpips_metric("") is None
+    rng = np.random.default_rng(2)
+    img, rec = rng.random((3, 32, 32)), rng.random((3, 32, 32))
+    mask = np.ones((3, 32, 32), bool)
+    metric = lpips_metric(weights, device="cpu")
+    assert metric(img, rec, mask) == pytest.approx(lpips_volume(LPIPS(weights), img, rec, mask), rel=1e-6)
 
 
 def test_tables_say_not_configured_without_weights(tmp_path):

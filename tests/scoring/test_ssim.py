@@ -14,8 +14,8 @@ from brainuad.scoring.ssim import (
     gaussian_filter,
     gaussian_filter_multi,
     gaussian_radius,
-    ssim_ens_map,
     ssim_map,
+    scale_ensemble,
     ssim_maps,
 )
 
@@ -114,21 +114,34 @@ def test_gaussian_filter_radius_larger_than_axis():
 
 def test_ssim_ens_one_pass_equals_per_sigma():
     a, b = _pair((2, 1, 24, 28), seed=9)
-    ens, w = ssim_ens_map(a, b, DEFAULT_SIGMAS, 1.0, dims=2, return_weights=True)
+    ens, w = scale_ensemble(ssim_maps(torch.as_tensor(a), torch.as_tensor(b), DEFAULT_SIGMAS, 1.0, dims=2))
     per = np.stack([_sk_ssim(a[i, 0], b[i, 0], s) for s in DEFAULT_SIGMAS for i in range(2)])
     per = per.reshape(len(DEFAULT_SIGMAS), 2, 1, 24, 28)
     w_ref = np.exp(-per) / np.exp(-per).sum(0)
-    np.testing.assert_allclose(w, w_ref, atol=1e-6)
-    np.testing.assert_allclose(ens, (w_ref * per).sum(0), atol=1e-6)
-    np.testing.assert_allclose(w.sum(0), 1.0, atol=1e-12)
+    np.testing.assert_allclose(w.numpy(), w_ref, atol=1e-6)
+    np.testing.assert_allclose(ens.numpy(), (w_ref * per).sum(0), atol=1e-6)
+    np.testing.assert_allclose(w.sum(0).numpy(), 1.0, atol=1e-12)
     assert w.shape == (8, 2, 1, 24, 28) and (w > 0).all()
+    # the registered score: 1 - ensembled SSIM inside the mask, zero outside
+    mask = np.ones_like(a)
+    mask[:, :, :3] = 0
+    amap = score("ssim_ens", a.astype(np.float32), b[None].astype(np.float32), mask)
+    np.testing.assert_allclose(amap, (1 - (w_ref * per).sum(0)) * mask, atol=1e-4)
+
+
+def test_scale_ensemble_by_hand():
+    s = torch.tensor([[0.2, 1.0], [0.8, 1.0]], dtype=torch.float64)  # (K=2 scales, 2 pixels)
+    ens, w = scale_ensemble(s)
+    w0 = np.exp(-0.2) / (np.exp(-0.2) + np.exp(-0.8))  # softmax(-s) of the first pixel
+    np.testing.assert_allclose(w.numpy(), [[w0, 0.5], [1 - w0, 0.5]], atol=1e-12)
+    np.testing.assert_allclose(ens.numpy(), [0.2 * w0 + 0.8 * (1 - w0), 1.0], atol=1e-12)
 
 
 def test_ssim_ens_single_sigma_reduces_to_ssim():
     a, b = _pair((25, 31), seed=10)
-    ens, w = ssim_ens_map(a, b, [1.1], 1.0, dims=2, return_weights=True)
-    np.testing.assert_allclose(w, 1.0)
-    np.testing.assert_allclose(ens, _sk_ssim(a, b, 1.1), atol=1e-6)
+    ens, w = scale_ensemble(ssim_maps(torch.as_tensor(a), torch.as_tensor(b), [1.1], 1.0, dims=2))
+    np.testing.assert_allclose(w.numpy(), 1.0)
+    np.testing.assert_allclose(ens.numpy(), _sk_ssim(a, b, 1.1), atol=1e-6)
 
 
 def test_registered_ssim_ens_single_sigma_equals_ssim():

@@ -1,5 +1,5 @@
 """Quality control of pre-processed data: a per-subject table with outlier flags, mid-slice figures,
-and the table of subjects the adapters left out.
+and the table of subjects the source scans left out.
 
 :func:`qc_table` flattens the QC records written by the ``preprocess`` rule (the dict
 :func:`brainuad.data.preprocess.preprocess_subject` returns, plus ``subject``) into one row per
@@ -21,7 +21,7 @@ subject and flags
 
 :func:`qc_figure` draws axial / coronal / sagittal mid-slices of every subject (pages of
 ``max_per_page`` subjects). :func:`exclusions_table` turns the exclusion records of
-:mod:`brainuad.data.sources` into a table.
+:mod:`brainuad.data.sources` into a table. :func:`write_dataset_qc` writes all three for one dataset.
 """
 
 from __future__ import annotations
@@ -34,14 +34,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from brainuad.utils import read_json
+
 __all__ = [
     "DEFAULT_OUTLIER_COLUMNS",
     "MAD_TO_SD",
+    "dataset_exclusions",
     "exclusions_table",
     "flatten_qc",
     "qc_figure",
     "qc_table",
     "robust_z",
+    "write_dataset_qc",
 ]
 
 #: 1.4826 * MAD estimates the standard deviation of normally distributed data.
@@ -362,3 +366,67 @@ def qc_figure(
         if pdf is not None:
             pdf.close()
     return written
+
+
+# ------------------------------------------------------------------------------------ one dataset
+
+
+def dataset_exclusions(scan_exclusions: str | Path, records: Sequence[Mapping], dataset: str) -> pd.DataFrame:
+    """Every subject of a dataset left out, with the ``stage`` that left it out.
+
+    Parameters
+    ----------
+    scan_exclusions : path
+        The adapter's exclusions TSV (stage ``manifest``).
+    records : QC records of the preprocess rule; those with ``excluded`` are stage ``preprocess``.
+    dataset : str
+
+    Returns
+    -------
+    DataFrame ``dataset, source, subject, file, reason, stage``, sorted by stage, source and subject.
+    """
+    from brainuad.data.sources import EXCLUSION_KEYS
+
+    columns = [*EXCLUSION_KEYS, "stage"]
+    scan = pd.read_csv(scan_exclusions, sep="\t", dtype=str, keep_default_na=False)
+    scan["stage"] = "manifest"
+    late = pd.DataFrame([{k: rec.get(k, "") for k in columns} for rec in records if rec.get("excluded")],
+                        columns=columns)
+    excluded = pd.concat([scan, late], ignore_index=True)[columns]
+    excluded.insert(0, "dataset", dataset)
+    return excluded.sort_values(["stage", "source", "subject"], kind="stable")
+
+
+def write_dataset_qc(dataset: str, label: str, *, records: Sequence[str | Path], scan_exclusions: str | Path,
+                     volumes: str | Path, table: str | Path, exclusions: str | Path,
+                     figure: str | Path) -> tuple[pd.DataFrame, list[str], pd.DataFrame, list[Path]]:
+    """QC table, exclusions table and mid-slice figure of one dataset.
+
+    Parameters
+    ----------
+    dataset, label : the dataset's name and display label
+    records : the ``_qc.json`` files of the preprocess rule
+    scan_exclusions : the adapter's exclusions TSV
+    volumes : the dataset's pack (subjects the preprocess rule excluded are not in it)
+    table, exclusions, figure : outputs (TSV, TSV, image; further figure pages next to it)
+
+    Returns
+    -------
+    (QC table, flagged subjects, exclusions table, figure pages written)
+    """
+    from brainuad.data.pack import load_pack
+
+    recs = [read_json(path) for path in records]
+    qc = qc_table([rec for rec in recs if not rec.get("excluded")])
+    qc.insert(0, "dataset", dataset)
+    qc.to_csv(table, sep="\t", index=False)
+    flagged = qc.loc[qc["flagged"].astype(bool), "subject"].tolist() if len(qc) else []
+    excluded = dataset_exclusions(scan_exclusions, recs, dataset)
+    excluded.to_csv(exclusions, sep="\t", index=False)
+    pack = load_pack(volumes)
+    subjects = pack["subjects"].tolist()
+    order = sorted(range(len(subjects)), key=lambda i: (subjects[i] not in flagged, subjects[i]))  # flagged first
+    written = qc_figure(pack["images"][order].astype(np.float32), [subjects[i] for i in order], figure,
+                        overlays=pack["segs"][order] if pack["segs"].any() else None, highlight=flagged,
+                        title=f"QC {label}: mid-slices (red titles: flagged; red contour: lesion label)")
+    return qc, flagged, excluded, written

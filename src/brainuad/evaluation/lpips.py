@@ -96,3 +96,25 @@ def lpips_volume(metric: LPIPS, image: np.ndarray, recon: np.ndarray, mask: np.n
         b = torch.from_numpy(np.clip(np.asarray(recon[sl], np.float32), 0, 1)).unsqueeze(1).to(dev)
         vals.append(metric(a, b).cpu())
     return float(torch.cat(vals).mean())
+
+
+def lpips_metric(weights_path: str | Path | None, device="auto"):
+    """The ``lpips`` callable of :func:`brainuad.evaluation.protocol.evaluate_healthy`, or None.
+
+    Parameters
+    ----------
+    weights_path : path or None
+        ``evaluation.lpips_weights``: a local file (nothing is ever downloaded); None or "" = not configured.
+    device : str, default "auto"
+        As :func:`brainuad.training.resolve_device` takes it.
+
+    Returns
+    -------
+    None, or ``(image, recon, mask) -> float`` on (D, H, W) volumes (:func:`lpips_volume`).
+    """
+    if not weights_path:
+        return None
+    from ..training import resolve_device
+
+    net = LPIPS(weights_path).to(resolve_device(device))
+    return lambda image, recon, mask: lpips_volume(net, image, recon, mask)

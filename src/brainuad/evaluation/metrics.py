@@ -28,7 +28,7 @@ import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from sklearn.metrics import average_precision_score
 
-from .postprocess import binarize
+from .postprocess import as_bool, binarize
 
 __all__ = [
     "dice",
@@ -38,11 +38,6 @@ __all__ = [
     "l1_ratio",
     "reconstruction_metrics",
 ]
-
-
-def _as_bool(a) -> np.ndarray:
-    a = np.asarray(a)
-    return a if a.dtype == bool else a != 0
 
 
 def _check_shapes(**arrays) -> None:
@@ -67,7 +62,7 @@ def dice(pred, target, *, empty: float = np.nan) -> float:
         In [0, 1]; 0 when exactly one of the two is empty.
     """
     _check_shapes(pred=pred, target=target)
-    p, t = _as_bool(pred), _as_bool(target)
+    p, t = as_bool(pred), as_bool(target)
     denom = np.count_nonzero(p) + np.count_nonzero(t)
     if denom == 0:
         return float(empty)
@@ -118,12 +113,12 @@ def pooled_auprc(maps: Sequence, segs: Sequence, masks: Sequence | None = None) 
     for i, (a, s) in enumerate(zip(maps, segs)):
         m = None if masks is None else masks[i]
         _check_shapes(amap=a, seg=s, **({} if m is None else {"mask": m}))
-        a, s = np.asarray(a), _as_bool(s)
+        a, s = np.asarray(a), as_bool(s)
         if m is None:
             scores.append(a.ravel())
             labels.append(s.ravel())
         else:
-            m = _as_bool(m)
+            m = as_bool(m)
             scores.append(a[m])
             labels.append(s[m])
     y = np.concatenate(labels) if labels else np.zeros(0, bool)
@@ -162,7 +157,7 @@ def segmentation_metrics(amap_pp, seg, mask, threshold: float, *, min_component:
         dice/precision/recall/auprc are NaN for a subject without lesion voxels.
     """
     _check_shapes(amap_pp=amap_pp, seg=seg, mask=mask)
-    s, m = _as_bool(seg), _as_bool(mask)
+    s, m = as_bool(seg), as_bool(mask)
     pred = binarize(amap_pp, threshold, min_component=min_component, connectivity=connectivity)
     tp = int(np.count_nonzero(pred & s))
     n_pred = int(np.count_nonzero(pred))
@@ -212,7 +207,7 @@ def l1_ratio(image, recon, seg, mask) -> dict:
     """
     _check_shapes(image=image, recon=recon, seg=seg, mask=mask)
     err = np.abs(np.asarray(image, dtype=np.float64) - np.asarray(recon, dtype=np.float64))
-    s, m = _as_bool(seg), _as_bool(mask)
+    s, m = as_bool(seg), as_bool(mask)
     les, hea = s & m, m & ~s
     nan = float("nan")
     l1_les = float(err[les].mean()) if les.any() else nan
@@ -255,7 +250,7 @@ def reconstruction_metrics(image, recon, mask, *, data_range: float = 1.0,
     _check_shapes(image=image, recon=recon, mask=mask)
     x = np.asarray(image, dtype=np.float64)
     y = np.asarray(recon, dtype=np.float64)
-    m = _as_bool(mask)
+    m = as_bool(mask)
     ssim = float(structural_similarity(x, y, data_range=data_range, win_size=win_size))
     if psnr_region == "mask":
         xr, yr = x[m], y[m]

@@ -23,10 +23,11 @@ import numpy as np
 from scipy import ndimage
 from skimage.measure import label
 
-__all__ = ["postprocess", "binarize", "remove_small_components", "erode_mask"]
+__all__ = ["as_bool", "postprocess", "binarize", "remove_small_components", "erode_mask"]
 
 
-def _as_bool(a) -> np.ndarray:
+def as_bool(a) -> np.ndarray:
+    """``a`` as a boolean array (non-zero = True); a boolean array is returned as it is, not copied."""
     a = np.asarray(a)
     return a if a.dtype == bool else a != 0
 
@@ -52,7 +53,7 @@ def erode_mask(mask, iterations: int = 3, *, mode: str = "2d") -> np.ndarray:
         Voxels outside the array count as background (``border_value=0``), so a mask that
         touches the array border is eroded from there too.
     """
-    m = _as_bool(mask)
+    m = as_bool(mask)
     if not iterations:
         return m.copy()
     if m.ndim != 3:
@@ -124,7 +125,7 @@ def remove_small_components(binary, min_size: int, connectivity: int = 3) -> np.
     -------
     ndarray of bool, same shape as ``binary``
     """
-    b = _as_bool(binary)
+    b = as_bool(binary)
     if not min_size or not b.any():
         return b.copy()
     labels = label(b, connectivity=connectivity)

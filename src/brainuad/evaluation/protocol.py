@@ -21,8 +21,12 @@ component without its ignored voxels. SSIM is computed on the whole volume and i
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from ..data.pack import load_pack, subject_index
+from .lpips import lpips_metric
 from .metrics import l1_ratio, pooled_auprc, reconstruction_metrics, segmentation_metrics
 from .postprocess import postprocess
 from .threshold import healthy_fpr_threshold, pooled_dice, search_threshold
@@ -151,3 +155,50 @@ def evaluate_healthy(maps, masks, split, subjects, *, images=None, recons=None, 
     if lpips is None:
         summary["lpips"] = "not configured"
     return summary, rows
+
+
+def evaluate_stored(role: str, options: dict, scores_path: str | Path, recon_path: str | Path,
+                    volumes_path: str | Path, samples: int | None = None) -> tuple[dict, list[dict]]:
+    """The evaluation of one stored (model, fold, dataset, scoring): :func:`evaluate_healthy` or
+    :func:`evaluate_pathology` on the files the workflow wrote.
+
+    Parameters
+    ----------
+    role : {"healthy", "pathology"}
+        The dataset's role; anything but "healthy" is evaluated as pathology.
+    options : dict
+        The ``evaluation`` config section (``median``, ``erode``, ``erode_mode``, ``min_component``,
+        ``threshold``, ``healthy_fpr``, ``lpips_weights``).
+    scores_path : path
+        Scoring output: ``maps`` (N, D, H, W), ``subjects``, ``split``.
+    recon_path : path
+        Reconstruct output; its ``recons`` (S, N, D, H, W), when present, give the l1 / SSIM / PSNR /
+        LPIPS terms.
+    volumes_path : path
+        The dataset's pack (images, masks, lesion labels, ignored voxels).
+    samples : int, optional
+        The reconstructions the scoring used: the first ``samples`` (all when None), averaged.
+
+    Returns
+    -------
+    (summary, rows) as the two evaluate functions return them.
+    """
+    with np.load(scores_path) as z:
+        maps, subjects, split = z["maps"], z["subjects"].tolist(), z["split"].tolist()
+    pack = load_pack(volumes_path)
+    idx = subject_index(pack, subjects)
+    images = pack["images"][idx].astype(np.float32)
+    masks, segs = pack["masks"][idx], pack["segs"][idx]
+    ignores = pack["ignore"][idx] if "ignore" in pack else None
+    with np.load(recon_path) as z:
+        recons = z["recons"][:samples].astype(np.float32).mean(0) if "recons" in z.files else None
+    common = dict(images=images if recons is not None else None, recons=recons, median=options["median"],
+                  erode=options["erode"], erode_mode=options.get("erode_mode", "2d"), ignores=ignores)
+    if role == "healthy":
+        lpips = lpips_metric(options.get("lpips_weights")) if recons is not None else None
+        return evaluate_healthy(maps, masks, split, subjects, fprs=options.get("healthy_fpr", [0.01]),
+                                lpips=lpips, **common)
+    th = options["threshold"]
+    return evaluate_pathology(maps, segs, masks, split, subjects, min_component=options["min_component"],
+                              protocol=th["protocol"], steps=th.get("steps", 10),
+                              cc_in_search=th.get("cc_in_search", False), **common)

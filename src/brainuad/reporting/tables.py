@@ -168,3 +168,8 @@ def to_latex(table: pd.DataFrame, title: str) -> str:
         lines.append(" & ".join([cell(idx)] + [cell(v) for v in row]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", ""]
     return "\n".join(lines)
+
+
+def row_scoring(row: dict) -> str:
+    """Scoring id of a table row or a model sweep: its ``scoring``, else ``l1``."""
+    return row.get("scoring", "l1")

@@ -13,6 +13,10 @@ returns : an anomaly map with the image's shape and type, zero outside the mask.
 
 A scoring function receives tensors (numpy inputs are converted and the result converted back),
 so the same code runs on CPU and CUDA.
+
+A scoring registered with ``uses="maps"`` (``native``) takes the anomaly maps a learning-free model
+stored itself instead of reconstructions; :func:`brainuad.scoring.stored.score_stored` applies
+either kind to a stored reconstruct output.
 """
 
 from __future__ import annotations
@@ -22,16 +26,30 @@ from typing import Callable
 import numpy as np
 import torch
 
-_REGISTRY: dict[str, Callable[..., torch.Tensor]] = {}
+_REGISTRY: dict[str, Callable] = {}
+_USES: dict[str, str] = {}
+USES = ("recons", "maps")
+"""What a scoring reads: ``recons`` (the input and its reconstructions) or ``maps`` (the model's own maps)."""
 
 
-def register(name: str):
-    """Decorator that registers ``fn(image, recons, mask, **params) -> map`` under ``name``."""
+def register(name: str, uses: str = "recons"):
+    """Decorator that registers a scoring under ``name``.
+
+    Parameters
+    ----------
+    name : str
+    uses : {"recons", "maps"}, default "recons"
+        ``"recons"``: ``fn(image, recons, mask, **params) -> map`` (see the module docstring);
+        ``"maps"``: ``fn(maps, **params) -> maps`` on the (N, D, H, W) maps the model stored itself.
+    """
+    if uses not in USES:
+        raise ValueError(f"uses must be one of {USES}, got {uses!r}")
 
     def deco(fn):
         if name in _REGISTRY:
             raise ValueError(f"scoring {name!r} is registered twice")
         _REGISTRY[name] = fn
+        _USES[name] = uses
         return fn
 
     return deco
@@ -41,6 +59,20 @@ def available() -> list[str]:
     """Names of all registered scores, sorted."""
     _load_builtin()
     return sorted(_REGISTRY)
+
+
+def scoring_fn(name: str) -> Callable:
+    """The registered function of scoring ``name``."""
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown scoring {name!r}; available: {', '.join(available())}")
+    return _REGISTRY[name]
+
+
+def uses_model_maps(name: str) -> bool:
+    """True when scoring ``name`` takes the model's own anomaly maps rather than reconstructions."""
+    scoring_fn(name)
+    return _USES[name] == "maps"
 
 
 def score(name: str, image, recons, mask, **params):
@@ -60,9 +92,9 @@ def score(name: str, image, recons, mask, **params):
     -------
     Tensor or ndarray with the image's shape; numpy in, numpy out.
     """
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown scoring {name!r}; available: {', '.join(available())}")
+    fn = scoring_fn(name)
+    if uses_model_maps(name):
+        raise ValueError(f"scoring {name!r} takes the model's own anomaly maps, not reconstructions")
     as_numpy = isinstance(image, np.ndarray)
     img_t = torch.as_tensor(np.asarray(image, dtype=np.float32)) if as_numpy else image.float()
     rec_t = torch.as_tensor(np.asarray(recons, dtype=np.float32)) if as_numpy else recons.float()
@@ -73,7 +105,7 @@ def score(name: str, image, recons, mask, **params):
         )
     if tuple(msk_t.shape) != tuple(img_t.shape):
         raise ValueError(f"mask shape {tuple(msk_t.shape)} differs from image shape {tuple(img_t.shape)}")
-    out = _REGISTRY[name](img_t, rec_t, msk_t > 0, **params)
+    out = fn(img_t, rec_t, msk_t > 0, **params)
     return out.cpu().numpy() if as_numpy else out
 
 
@@ -86,4 +118,4 @@ def _load_builtin():
     if _loaded:
         return
     _loaded = True
-    from . import mahalanobis, residual, ssim  # noqa: F401  (registration happens on import)
+    from . import mahalanobis, native, residual, ssim  # noqa: F401  (registration happens on import)

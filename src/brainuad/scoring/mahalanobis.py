@@ -2,69 +2,9 @@
 
 The N = S reconstructions of one input (thesis: N = 10 cDDPM samples) define a pseudo-healthy
 distribution with mean ``mu`` and covariance ``Sigma``; the input's deviation ``d = x - mu`` is
-scored pixel-wise.
-
-``mhd_diag``
-    diagonal covariance: ``|d_i| / sqrt(var_i + lam)`` (the standardised residual; ``var`` is the
-    unbiased variance over the N reconstructions).
-``mhd_full``
-    full pixel covariance of the brain pixels of one slice (``dims=2``, thesis/public code) or of
-    one whole volume (``dims=3``, about 460 k voxels for 96 x 96 x 50)::
-
-        Sigma = D^T D / (N - 1) + lam I        D: (N, P), rows = reconstruction - mu
-
-    ``Sigma`` has rank <= N - 1 plus ``lam I``, so with ``U = D^T / sqrt(N - 1)`` (P, N) the
-    Woodbury identity gives, exactly and without any (P, P) matrix::
-
-        Sigma^-1 d = (d - U (lam I_N + U^T U)^-1 U^T d) / lam
-
-    (one N x N solve per slice; all slices of a batch are solved together, non-brain pixels are
-    zeroed in ``D`` and ``d``, which is identical to restricting to the brain pixels). The
-    per-pixel value is derived from the term ``t_i = d_i (Sigma^-1 d)_i`` (the quadratic form
-    ``d^T Sigma^-1 d = sum_i t_i`` is the squared MHD), chosen by ``term``:
-
-    ``"sqrt_nan0"`` (default, the public code)
-        ``sqrt(t_i)``, and 0 where ``t_i < 0`` (the public code's ``sqrt`` gives NaN there, which
-        it then sets to 0). ``t_i`` can be negative: it is a pixel's share of a quadratic form,
-        not a square.
-    ``"abs_sqrt"``
-        ``sqrt(|t_i|)``.
-    ``"whitened"``
-        ``|(Sigma^-1/2 d)_i|`` with the symmetric (ZCA) square root; the squares sum to the
-        squared MHD and every pixel's share is non-negative. Exact from the low-rank structure:
-        with ``U^T U = V diag(e) V^T``,
-        ``Sigma^-1/2 d = d / sqrt(lam) + U V diag(g(e)) V^T U^T d``,
-        ``g(e) = -1 / (sqrt(lam) sqrt(lam + e) (sqrt(lam) + sqrt(lam + e)))``.
-    ``"quad"``
-        the signed term ``t_i`` itself.
-
-``lam``: the thesis text states 1e-5 added to the diagonal, the public code uses ``mh_regu = 1e-2``;
-the default here is 1e-2 (public code). With N = 10 samples Sigma has rank <= 9, so ``lam`` sets the
-scale of every direction outside the samples' span: it matters.
-
-Post-processing (each step a switch; all off gives the raw MHD map, zero outside the mask), in
-this order, which is the public code's (``mh_dist`` -> min-max -> ``gaussian_filter`` -> ``*
-(1 - SSIM) * mask``) and agrees with the thesis (Gaussian filter on the MHD map, then
-``S = MHD * (1 - SSIM)``):
-
-1. raw MHD map, zero outside the mask;
-2. ``minmax``: ``(m - min) / (max - min)`` per batch item over the whole map (background zeros
-   included, as in the public code, so the minimum is normally 0) -- per volume for
-   (B, 1, D, H, W) inputs, per slice for (B, 1, H, W) inputs (pass volumes to reproduce the code);
-3. ``smooth_sigma``: Gaussian filter, ``truncate = 4`` and mode "reflect" (scipy's
-   ``gaussian_filter`` defaults, as in the public code) over ``smooth_dims`` axes (default: all
-   spatial axes, i.e. 3D over the volume like the public code);
-4. ``combine_ssim``: element-wise product with ``1 - SSIM_{ssim_sigma}(x, mu)`` (S_mean);
-5. multiplied by the mask.
-
-Precision: the Woodbury path (``D``, ``d``, Gram matrix, solve/eigendecomposition and the terms)
-runs in float64 whatever the input dtype: the N x N system ``lam I + U^T U`` has the condition
-number ``(lam + e_max) / lam`` (about 5e2 for a 96 x 96 brain slice with lam = 1e-2 and
-reconstruction noise of a few percent, 1000 times more with lam = 1e-5), and the final ``/ lam``
-amplifies rounding in ``d - U c``. Float64 costs tens of ms per 50-slice volume on two CPU cores.
-The public code casts its dense inverse to float16; that is not reproduced. Diagonal MHD and the
-post-processing run in float32 (float64 for float64 inputs). Maps are returned in the image's
-dtype (the registry passes float32).
+scored pixel-wise: ``mhd_diag`` with the per-pixel variance, ``mhd_full`` with the full brain-pixel
+covariance (exact low-rank Woodbury solve, :func:`mhd_full_woodbury`), then post-processed
+(see ``_postprocess``). Parameters and defaults: config/README.md (``scorings``).
 """
 
 from __future__ import annotations
@@ -130,11 +70,57 @@ def mhd_full_woodbury(
     r : (N, G, P) reconstructions, N >= 2
     m : (G, P) bool, pixels that enter the covariance (brain); others get 0
     lam : float, ridge added to the covariance diagonal
-    term : one of ``TERMS`` (see the module docstring)
+    term : one of ``TERMS`` (see Notes)
 
     Returns
     -------
     Tensor, (G, P), float64. Cost O(G N^2 P) time, O(G N P) memory.
+
+    Notes
+    -----
+    ``mhd_full``
+        full pixel covariance of the brain pixels of one slice (``dims=2``, thesis/public code) or of
+        one whole volume (``dims=3``, about 460 k voxels for 96 x 96 x 50)::
+
+            Sigma = D^T D / (N - 1) + lam I        D: (N, P), rows = reconstruction - mu
+
+        ``Sigma`` has rank <= N - 1 plus ``lam I``, so with ``U = D^T / sqrt(N - 1)`` (P, N) the
+        Woodbury identity gives, exactly and without any (P, P) matrix::
+
+            Sigma^-1 d = (d - U (lam I_N + U^T U)^-1 U^T d) / lam
+
+        (one N x N solve per slice; all slices of a batch are solved together, non-brain pixels are
+        zeroed in ``D`` and ``d``, which is identical to restricting to the brain pixels). The
+        per-pixel value is derived from the term ``t_i = d_i (Sigma^-1 d)_i`` (the quadratic form
+        ``d^T Sigma^-1 d = sum_i t_i`` is the squared MHD), chosen by ``term``:
+
+        ``"sqrt_nan0"`` (default, the public code)
+            ``sqrt(t_i)``, and 0 where ``t_i < 0`` (the public code's ``sqrt`` gives NaN there, which
+            it then sets to 0). ``t_i`` can be negative: it is a pixel's share of a quadratic form,
+            not a square.
+        ``"abs_sqrt"``
+            ``sqrt(|t_i|)``.
+        ``"whitened"``
+            ``|(Sigma^-1/2 d)_i|`` with the symmetric (ZCA) square root; the squares sum to the
+            squared MHD and every pixel's share is non-negative. Exact from the low-rank structure:
+            with ``U^T U = V diag(e) V^T``,
+            ``Sigma^-1/2 d = d / sqrt(lam) + U V diag(g(e)) V^T U^T d``,
+            ``g(e) = -1 / (sqrt(lam) sqrt(lam + e) (sqrt(lam) + sqrt(lam + e)))``.
+        ``"quad"``
+            the signed term ``t_i`` itself.
+
+    ``lam``: the thesis text states 1e-5 added to the diagonal, the public code uses ``mh_regu = 1e-2``;
+    the default here is 1e-2 (public code). With N = 10 samples Sigma has rank <= 9, so ``lam`` sets the
+    scale of every direction outside the samples' span: it matters.
+
+    Precision: the Woodbury path (``D``, ``d``, Gram matrix, solve/eigendecomposition and the terms)
+    runs in float64 whatever the input dtype: the N x N system ``lam I + U^T U`` has the condition
+    number ``(lam + e_max) / lam`` (about 5e2 for a 96 x 96 brain slice with lam = 1e-2 and
+    reconstruction noise of a few percent, 1000 times more with lam = 1e-5), and the final ``/ lam``
+    amplifies rounding in ``d - U c``. Float64 costs tens of ms per 50-slice volume on two CPU cores.
+    The public code casts its dense inverse to float16; that is not reproduced. Diagonal MHD and the
+    post-processing run in float32 (float64 for float64 inputs). Maps are returned in the image's
+    dtype (the registry passes float32).
     """
     if term not in TERMS:
         raise ValueError(f"term must be one of {TERMS}, got {term!r}")
@@ -223,7 +209,23 @@ def minmax_per_item(a: torch.Tensor) -> torch.Tensor:
 def _postprocess(
     raw, image, mu, mask, minmax, smooth_sigma, smooth_dims, combine_ssim, ssim_sigma, data_range, ssim_dims
 ):
-    """Steps 2-5 of the module docstring. raw, image, mu, mask: (B, 1, *spatial)."""
+    """Post-processing of a raw MHD map. raw, image, mu, mask: (B, 1, *spatial).
+
+    Post-processing (each step a switch; all off gives the raw MHD map, zero outside the mask), in
+    this order, which is the public code's (``mh_dist`` -> min-max -> ``gaussian_filter`` -> ``*
+    (1 - SSIM) * mask``) and agrees with the thesis (Gaussian filter on the MHD map, then
+    ``S = MHD * (1 - SSIM)``):
+
+    1. raw MHD map, zero outside the mask;
+    2. ``minmax``: ``(m - min) / (max - min)`` per batch item over the whole map (background zeros
+       included, as in the public code, so the minimum is normally 0) -- per volume for
+       (B, 1, D, H, W) inputs, per slice for (B, 1, H, W) inputs (pass volumes to reproduce the code);
+    3. ``smooth_sigma``: Gaussian filter, ``truncate = 4`` and mode "reflect" (scipy's
+       ``gaussian_filter`` defaults, as in the public code) over ``smooth_dims`` axes (default: all
+       spatial axes, i.e. 3D over the volume like the public code);
+    4. ``combine_ssim``: element-wise product with ``1 - SSIM_{ssim_sigma}(x, mu)`` (S_mean);
+    5. multiplied by the mask.
+    """
     dt = compute_dtype(image.dtype)
     out = raw.to(dt) * mask
     if minmax:

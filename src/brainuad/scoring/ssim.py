@@ -1,45 +1,9 @@
 """SSIM-based anomaly scores: ``ssim``, ``mean_ssim`` and the multi-scale ensemble ``ssim_ens``.
 
-SSIM definition (Wang et al. 2004, thesis §3.4.4, spec §4.5)::
-
-    SSIM = ((2 mu_x mu_y + C1) (2 s_xy + C2)) / ((mu_x^2 + mu_y^2 + C1) (s_x^2 + s_y^2 + C2))
-
-with local moments from a Gaussian window of spread ``sigma``:
-
-* truncation radius ``r = int(3.5 * sigma + 0.5)``, i.e. kernel size ``2 r + 1`` (thesis formula;
-  ``sigma = 1`` gives 9, the SSIM-ens set {0.3, 0.5, ..., 1.7} gives 3, 5, 5, 7, 9, 11, 11, 13);
-* weights ``exp(-k^2 / (2 sigma^2))`` normalised to sum to one, applied separably along each of the
-  last ``dims`` axes;
-* half-sample symmetric boundary (scipy's ``mode="reflect"``: ``d c b a | a b c d | d c b a``);
-* sample covariance: variances and covariance are scaled by ``NP / (NP - 1)`` with
-  ``NP = (2 r + 1) ** dims``;
-* ``C1 = (K1 L)^2``, ``C2 = (K2 L)^2``, ``K1 = 0.01``, ``K2 = 0.03``, ``L`` = data range.
-
-This is exactly what ``skimage.metrics.structural_similarity(a, b, data_range=L,
-gaussian_weights=True, sigma=sigma, use_sample_covariance=True, full=True)[1]`` computes (checked
-to 1e-6 in float64 by the tests, in 2D and 3D).
-
-Implementation: the 1-D Gaussian convolution with the reflect boundary along an axis of length
-``n`` is a fixed linear map, so it is applied as a (n, n) matrix (built once per shape, sigma,
-dtype and device; the boundary is folded into the matrix) with one matrix product per axis. The
-five moment images (x, y, x^2, y^2, xy) are stacked into one tensor and all scales are filtered in
-one pass over it (:func:`gaussian_filter_multi`), then the SSIM arithmetic runs in place on the
-(K, 5, ...) moment buffer. This runs unchanged on CPU and CUDA and is exact (no FFT, no
-approximation). Dense (n, n) products do more arithmetic than a 13-tap convolution but are what
-BLAS/cuBLAS do best; a banded/blocked variant was measured and was not faster on the CPU.
-
-Data range: ``data_range`` is explicit (default 1.0: the pipeline's images are scaled to [0, 1]).
-``data_range="auto"`` uses ``max(x.max() - x.min(), y.max() - y.min())`` per batch item (per
-volume for (B, 1, D, H, W) inputs) as the public code does per call on one volume.
-
-2D vs 3D: ``dims=2`` filters the last two axes (per axial slice), ``dims=3`` the last three (whole
-volume, isotropic in voxels, as the public code does). The registered scores default to the input's
-own spatial dimensionality (3 for (B, 1, D, H, W) volumes, 2 for (B, 1, H, W) slices).
-
-Precision: computed in float32, or float64 for float64 inputs; float16 inputs are upcast to
-float32 and the map is returned in the input's dtype. Like scikit-image, the variances come from
-``E[x^2] - E[x]^2``; in float32 this cancellation limits the agreement with the float64 result to
-about 1e-4 (worst at sigma = 0.3, where the local variance is smallest), 2e-6 at sigma >= 1.
+Per-pixel SSIM with a Gaussian window, exactly as scikit-image computes it (definition, boundary,
+data range, 2D / 3D and precision: :func:`ssim_maps`), all scales in one pass of exact matrix-product
+Gaussian filters (:func:`gaussian_filter_multi`) on CPU and CUDA. Parameters and defaults:
+config/README.md (``scorings``).
 """
 
 from __future__ import annotations
@@ -266,6 +230,49 @@ def ssim_maps(
     Returns
     -------
     Tensor, (K, *x.shape), in the compute dtype (float32, or float64 for float64 inputs).
+
+    Notes
+    -----
+    SSIM definition (Wang et al. 2004, thesis §3.4.4, spec §4.5)::
+
+        SSIM = ((2 mu_x mu_y + C1) (2 s_xy + C2)) / ((mu_x^2 + mu_y^2 + C1) (s_x^2 + s_y^2 + C2))
+
+    with local moments from a Gaussian window of spread ``sigma``:
+
+    * truncation radius ``r = int(3.5 * sigma + 0.5)``, i.e. kernel size ``2 r + 1`` (thesis formula;
+      ``sigma = 1`` gives 9, the SSIM-ens set {0.3, 0.5, ..., 1.7} gives 3, 5, 5, 7, 9, 11, 11, 13);
+    * weights ``exp(-k^2 / (2 sigma^2))`` normalised to sum to one, applied separably along each of the
+      last ``dims`` axes;
+    * half-sample symmetric boundary (scipy's ``mode="reflect"``: ``d c b a | a b c d | d c b a``);
+    * sample covariance: variances and covariance are scaled by ``NP / (NP - 1)`` with
+      ``NP = (2 r + 1) ** dims``;
+    * ``C1 = (K1 L)^2``, ``C2 = (K2 L)^2``, ``K1 = 0.01``, ``K2 = 0.03``, ``L`` = data range.
+
+    This is exactly what ``skimage.metrics.structural_similarity(a, b, data_range=L,
+    gaussian_weights=True, sigma=sigma, use_sample_covariance=True, full=True)[1]`` computes (checked
+    to 1e-6 in float64 by the tests, in 2D and 3D).
+
+    Implementation: the 1-D Gaussian convolution with the reflect boundary along an axis of length
+    ``n`` is a fixed linear map, so it is applied as a (n, n) matrix (built once per shape, sigma,
+    dtype and device; the boundary is folded into the matrix) with one matrix product per axis. The
+    five moment images (x, y, x^2, y^2, xy) are stacked into one tensor and all scales are filtered in
+    one pass over it (:func:`gaussian_filter_multi`), then the SSIM arithmetic runs in place on the
+    (K, 5, ...) moment buffer. This runs unchanged on CPU and CUDA and is exact (no FFT, no
+    approximation). Dense (n, n) products do more arithmetic than a 13-tap convolution but are what
+    BLAS/cuBLAS do best; a banded/blocked variant was measured and was not faster on the CPU.
+
+    Data range: ``data_range`` is explicit (default 1.0: the pipeline's images are scaled to [0, 1]).
+    ``data_range="auto"`` uses ``max(x.max() - x.min(), y.max() - y.min())`` per batch item (per
+    volume for (B, 1, D, H, W) inputs) as the public code does per call on one volume.
+
+    2D vs 3D: ``dims=2`` filters the last two axes (per axial slice), ``dims=3`` the last three (whole
+    volume, isotropic in voxels, as the public code does). The registered scores default to the input's
+    own spatial dimensionality (3 for (B, 1, D, H, W) volumes, 2 for (B, 1, H, W) slices).
+
+    Precision: computed in float32, or float64 for float64 inputs; float16 inputs are upcast to
+    float32 and the map is returned in the input's dtype. Like scikit-image, the variances come from
+    ``E[x^2] - E[x]^2``; in float32 this cancellation limits the agreement with the float64 result to
+    about 1e-4 (worst at sigma = 0.3, where the local variance is smallest), 2e-6 at sigma >= 1.
     """
     if x.shape != y.shape:
         raise ValueError(f"x and y shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
@@ -294,7 +301,7 @@ def ssim_maps(
 
 
 def ssim_map(x, y, sigma: float = 1.0, data_range=1.0, dims: int = 2, k1: float = K1, k2: float = K2):
-    """Per-pixel SSIM map with a Gaussian window (scikit-image equivalent, see module docstring).
+    """Per-pixel SSIM map with a Gaussian window (scikit-image equivalent, see :func:`ssim_maps`).
 
     Parameters
     ----------
@@ -320,42 +327,7 @@ def ssim_map(x, y, sigma: float = 1.0, data_range=1.0, dims: int = 2, k1: float 
     return out.to(xt.dtype)
 
 
-def ssim_ens_map(
-    x,
-    y,
-    sigmas: Sequence[float] = DEFAULT_SIGMAS,
-    data_range=1.0,
-    dims: int = 2,
-    k1: float = K1,
-    k2: float = K2,
-    return_weights: bool = False,
-):
-    """Scale-ensembled SSIM: ``sum_k w_k SSIM_k`` with ``w = softmax_k(-SSIM_k)`` per pixel.
-
-    Parameters
-    ----------
-    x, y : Tensor or ndarray, (..., *spatial), same shape
-    sigmas : sequence of K floats, default (0.3, 0.5, ..., 1.7)
-    data_range, dims, k1, k2 : as in :func:`ssim_map`
-    return_weights : bool
-        Also return the per-pixel weights.
-
-    Returns
-    -------
-    ens : x.shape, the ensembled SSIM (the anomaly map is ``1 - ens``)
-    weights : (K, *x.shape), only with ``return_weights``; sums to one over the first axis
-    """
-    as_numpy = isinstance(x, np.ndarray)
-    xt, yt = torch.as_tensor(x), torch.as_tensor(y)
-    ens, w = _ensemble(ssim_maps(xt, yt, sigmas, data_range, dims, k1, k2))
-    if as_numpy:
-        ens, w = ens.cpu().numpy(), w.cpu().numpy()
-    else:
-        ens = ens.to(xt.dtype)
-    return (ens, w) if return_weights else ens
-
-
-def _ensemble(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def scale_ensemble(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax(-SSIM) weights over the first (scale) axis and the weighted SSIM.
 
     Parameters
@@ -449,5 +421,5 @@ def ssim_ens(
     """
     d = spatial_dims(image, dims)
     mean = recons.mean(dim=0, dtype=compute_dtype(recons.dtype))
-    ens, _ = _ensemble(ssim_maps(image, mean, sigmas, data_range, d, k1, k2))
+    ens, _ = scale_ensemble(ssim_maps(image, mean, sigmas, data_range, d, k1, k2))
     return ((1 - ens) * mask).to(image.dtype)

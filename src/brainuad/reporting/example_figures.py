@@ -1,0 +1,158 @@
+"""Figures of single example subjects from the stored results: the qualitative figure of a table
+(Figure 4.3 analogue) and the multi-sample scores of one subject (Figure 4.5 analogue)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..analysis.domain_shift import histogram_shift
+from ..data.pack import load_pack, subject_index
+from ..evaluation.postprocess import binarize, postprocess
+from ..paths import trainset_of
+from ..utils import read_json
+from .figures import mhd_figure, pick_example, pixel_correlation, qualitative_figure
+from .tables import row_scoring
+
+
+def final_map(amap: np.ndarray, mask: np.ndarray, threshold: float, options: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Post-processed map and its binarisation, as the evaluation computes them.
+
+    Parameters
+    ----------
+    amap, mask : ndarray, (D, H, W)
+    threshold : float
+    options : the ``evaluation`` config section (``median``, ``erode``, ``erode_mode``, ``min_component``)
+
+    Returns
+    -------
+    (map, binary) : (D, H, W) float32 and bool
+    """
+    pp = postprocess(amap.astype(np.float32), mask, median=options["median"], erode=options["erode"],
+                     erode_mode=options.get("erode_mode", "2d"))
+    return pp, binarize(pp, threshold, min_component=options["min_component"])
+
+
+def split_positions(split, part: str = "test") -> list[int]:
+    """Positions of the subjects of ``part`` ("val" / "test") in a stored split list."""
+    return [i for i, s in enumerate(split) if s == part]
+
+
+def qualitative_panels(table: dict, fold: int, *, options: dict, models: dict, datasets: dict, run: str,
+                       histogram_bins: int = 500) -> list[dict]:
+    """One panel per (pathology dataset, table row) for :func:`brainuad.reporting.figures.qualitative_figure`.
+
+    Per dataset the test subject with the largest lesion (of the first row's scores) at its largest lesion
+    slice, the same subject and slice for every row. Reads ``results/data``, ``results/scores``,
+    ``results/eval`` and, where it exists, ``results/recon`` (the mean reconstruction and the histograms
+    of input vs reconstruction on the healthy brain voxels).
+
+    Parameters
+    ----------
+    table : dict, the table spec (``datasets``, ``rows``)
+    fold : int
+    options : the ``evaluation`` config section
+    models, datasets : the config sections
+    run : the default run id
+    histogram_bins : bins of :func:`brainuad.analysis.domain_shift.histogram_shift`
+    """
+    panels = []
+    for ds in table["datasets"]:
+        trainset = trainset_of(ds, datasets)
+        pack = load_pack(f"results/data/{ds}/volumes.npz")
+        example = None
+        for row in table["rows"]:
+            model, scoring, row_run = row["model"], row_scoring(row), row.get("run", run)
+            base = f"{trainset}/{model}/{row_run}/fold-{fold}"
+            with np.load(f"results/scores/{base}/{ds}/{scoring}.npz") as z:
+                maps, subjects, split = z["maps"], z["subjects"].tolist(), z["split"]
+            if example is None:  # same subject and slice for every model of this dataset
+                test = split_positions(split)
+                v, sl = pick_example(pack["segs"][subject_index(pack, [subjects[i] for i in test])])
+                example = (subjects[test[v]], sl)
+            subject, sl = example
+            k, j = subjects.index(subject), subject_index(pack, [subject])[0]
+            image, mask, seg = pack["images"][j].astype(np.float32), pack["masks"][j], pack["segs"][j]
+            thr = read_json(f"results/eval/{base}/{ds}/{scoring}/threshold.json")["threshold"]
+            amap, binary = final_map(maps[k], mask, thr, options)
+            recon, hist = _mean_recon(Path(f"results/recon/{base}/{ds}.npz"), k, image, mask, seg, sl, histogram_bins)
+            label = models[model].get("label", model)
+            panels.append({"title": f"{datasets[ds].get('label', ds)}\n{label} · {subject} z={sl}",
+                           "image": image[sl], "seg": seg[sl], "mask": mask[sl], "map": amap[sl], "recon": recon,
+                           "binary": binary[sl], "hist": hist})
+    return panels
+
+
+def _mean_recon(rec_file: Path, k: int, image, mask, seg, sl: int, bins: int):
+    """(slice of the mean stored reconstruction of subject k, healthy-voxel histograms) or Nones."""
+    if not rec_file.exists():
+        return None, None
+    with np.load(rec_file) as z:
+        if "recons" not in z.files:
+            return None, None
+        volume = z["recons"][:, k].astype(np.float32).mean(0)  # mean over stored samples
+    healthy = (mask > 0) & (seg == 0)
+    hist = histogram_shift(image, volume, healthy, bins=bins) if healthy.any() else None
+    return volume[sl], hist
+
+
+def write_qualitative_figure(path: str | Path, table: dict, fold: int, **panels) -> int:
+    """Write the qualitative figure of one table; returns the number of panels.
+
+    ``**panels``: the keywords of :func:`qualitative_panels`.
+    """
+    rows = qualitative_panels(table, fold, **panels)
+    qualitative_figure(rows, path)
+    return len(rows)
+
+
+def write_mhd_figure(path: str | Path, spec: dict, options: dict, *, recon: str | Path, volumes: str | Path,
+                     threshold: str | Path, maps: dict[str, str | Path]) -> tuple[str, int, tuple[int, int]]:
+    """Write the Figure 4.5 analogue of one subject.
+
+    The test subject with the largest lesion at its largest lesion slice: input, mean reconstruction,
+    S_mean, S_MHD_diag, S_MHD_full, the post-processed and thresholded S_MHD_full map and the correlation of
+    the lesion's centre pixel (the brain's centre without lesion) with every brain pixel.
+
+    Parameters
+    ----------
+    path : output image
+    spec : the ``report.mhd_figure`` config entry (``model``, ``dataset``)
+    options : the ``evaluation`` config section
+    recon : reconstruct output with ``recons`` (S, N, D, H, W), S >= 2
+    volumes : the dataset's pack
+    threshold : threshold.json of the ``full`` scoring
+    maps : scoring outputs under the keys ``mean``, ``diag``, ``full``
+
+    Returns
+    -------
+    (subject, slice, pixel)
+    """
+    with np.load(recon) as z:
+        recons, subjects, split = z["recons"].astype(np.float32), z["subjects"].tolist(), z["split"].tolist()
+    if recons.shape[0] < 2:
+        raise ValueError(f"{recon}: the MHD figure needs several reconstructions per volume "
+                         f"(models.{spec['model']}.reconstruct.samples > 1)")
+    pack = load_pack(volumes)
+    test = split_positions(split)
+    idx = subject_index(pack, [subjects[i] for i in test])
+    v, sl = pick_example(pack["segs"][idx])
+    k, j = test[v], idx[v]
+    image, mask, seg = pack["images"][j].astype(np.float32), pack["masks"][j], pack["segs"][j]
+    scores = {}
+    for key in ("mean", "diag", "full"):
+        with np.load(maps[key]) as z:
+            scores[key] = z["maps"][k].astype(np.float32)
+    final, binary = final_map(scores["full"], mask, read_json(threshold)["threshold"], options)
+    lesion = np.argwhere(seg[sl] > 0)
+    centre = lesion if len(lesion) else np.argwhere(mask[sl] > 0)
+    pixel = tuple(int(c) for c in centre.mean(0).round())
+    panels = {
+        "input": image[sl], "mean reconstruction": recons[:, k, sl].mean(0), "S_mean": scores["mean"][sl],
+        "S_MHD_diag": scores["diag"][sl], "S_MHD_full": scores["full"][sl],
+        "final map": np.where(binary[sl], final[sl], 0), "correlation": pixel_correlation(recons[:, k, sl], mask[sl], pixel),
+    }
+    mhd_figure(panels, seg[sl], pixel, path,
+               title=f"{spec['model']} · {spec['dataset']} · {subjects[k]} z={sl} · N={recons.shape[0]} reconstructions")
+    return subjects[k], sl, pixel

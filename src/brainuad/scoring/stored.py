@@ -1,0 +1,64 @@
+"""Apply one configured scoring to a stored reconstruct output (``results/recon/...npz``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..data.pack import load_pack, subject_index
+from . import score, scoring_fn, uses_model_maps
+
+
+def score_stored(scoring: dict, recon_path: str | Path, volumes_path: str | Path) -> dict[str, np.ndarray]:
+    """Anomaly maps of every stored subject under one scoring.
+
+    Parameters
+    ----------
+    scoring : dict
+        ``name`` (a registered scoring), optional ``samples`` (use only the first N stored
+        reconstructions) and the scoring's parameters.
+    recon_path : path
+        Reconstruct output: ``recons`` (S, N, D, H, W) or, for learning-free models, ``maps`` (N, D, H, W),
+        plus ``subjects`` and ``split`` (N,).
+    volumes_path : path
+        The dataset's pack (inputs and brain masks); read only for scorings of reconstructions.
+
+    Returns
+    -------
+    dict with ``maps`` (N, D, H, W) float16, ``subjects`` and ``split`` as stored.
+    """
+    params = dict(scoring)
+    name = params.pop("name")
+    samples = params.pop("samples", None)
+    with np.load(recon_path) as z:
+        rec = {k: z[k] for k in z.files}
+    if uses_model_maps(name):
+        if "maps" not in rec:
+            raise ValueError(f"scoring {name!r} needs a model that produces anomaly maps; "
+                             f"{recon_path} holds reconstructions (use l1, ssim, ...)")
+        maps = scoring_fn(name)(rec["maps"], **params)
+    else:
+        maps = _score_recons(name, rec, recon_path, volumes_path, samples, params)
+    return {"maps": maps.astype(np.float16), "subjects": rec["subjects"], "split": rec["split"]}
+
+
+def _score_recons(name, rec, recon_path, volumes_path, samples, params) -> np.ndarray:
+    """(N, D, H, W) float32 maps of a scoring of reconstructions, one volume at a time."""
+    if "recons" not in rec:
+        raise ValueError(f"scoring {name!r} needs reconstructions; {recon_path} holds anomaly maps "
+                         "of a learning-free model (use scoring 'native')")
+    recons = rec["recons"]
+    if samples is not None:
+        if samples > recons.shape[0]:
+            raise ValueError(f"scoring {name!r} asks for samples={samples} but {recon_path} holds "
+                             f"{recons.shape[0]}; raise reconstruct.samples for this model")
+        recons = recons[:samples]
+    pack = load_pack(volumes_path)
+    idx = subject_index(pack, rec["subjects"].tolist())
+    maps = np.zeros(recons.shape[1:], dtype=np.float32)
+    for i, j in enumerate(idx):  # one volume at a time: (1, 1, D, H, W)
+        image = pack["images"][j][None, None].astype(np.float32)
+        mask = pack["masks"][j][None, None]
+        maps[i] = score(name, image, recons[:, i][:, None, None].astype(np.float32), mask, **params)[0, 0]
+    return maps

@@ -1,0 +1,110 @@
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from brainuad.reporting.report import (
+    QC_ROWS,
+    figure_page,
+    one_column,
+    qc_pages,
+    read_captions,
+    result_table,
+    short,
+    sweep_caption,
+    write_report,
+)
+
+CAPTION_FILES = sorted((Path(__file__).resolve().parents[2] / "workflow" / "report").glob("*.rst"))
+
+
+@pytest.fixture
+def captions(tmp_path):
+    texts = {"table": "{n_folds} folds;\n  {metrics}; {name}\n", "sweep_model": "M {models} {table} ({settings}) {scoring} {dashed} {name}",
+             "sweep_scoring": "S {scoring} {param} {values} {model} {dashed} {name}", "qualitative": "Fold {fold}.",
+             "training_curves": "Curves.", "qc_flagged": "{n_flagged} of {n_subjects}. {first_shown}Source {dataset}",
+             "qc_excluded": "{n_excluded} out. {first_shown}See {dataset}", "qc_slices": "Slices {dataset}."}
+    for kind, text in texts.items():
+        (tmp_path / f"{kind}.rst").write_text(text)
+    return read_captions(sorted(tmp_path.glob("*.rst")))
+
+
+def test_read_captions_collapses_whitespace(captions):
+    assert captions["table"] == "{n_folds} folds; {metrics}; {name}"
+
+
+def test_shipped_captions_fill_their_fields():
+    caps = read_captions(CAPTION_FILES)
+    fields = {"table": dict(n_folds=3, metrics="dice", name="main"), "inference_time": dict(reference="AE"),
+              "qualitative": dict(fold=0), "sweep_model": dict(models="a", table="t", settings="x -> y", scoring="l1",
+                                                                dashed="d", name="sweep_s"),
+              "sweep_scoring": dict(scoring="ssim", param="sigma", values=[1], model="a", dashed="d", name="sweep_s"),
+              "qc_flagged": dict(n_flagged=1, n_subjects=2, first_shown="", dataset="h"),
+              "qc_excluded": dict(n_excluded=1, first_shown="", dataset="h"), "qc_slices": dict(dataset="h"),
+              "training_curves": {}, "domain_shift": {}, "mhd": {}}
+    assert set(caps) == set(fields)
+    for kind, values in fields.items():
+        assert "{" not in caps[kind].format(**values)
+    assert caps["table"].format(**fields["table"]) == ("rows: model · scoring; 3 folds; metrics dice; "
+                                                       "source: results/tables/main.tsv")
+
+
+def test_short_and_one_column():
+    assert short("a  b\nc") == "a b c"
+    assert short("x" * 12, width=10) == "xxxxxxx..."
+    empty = one_column([], "reasons", [], "none")
+    assert empty.index.tolist() == ["-"] and empty["reasons"].tolist() == ["none"] and empty.index.name == "subject"
+
+
+def test_result_table_note(tmp_path, captions):
+    long = pd.DataFrame([{"row": "AE", "dataset_label": "T", "metric": "dice", "mean": 0.5, "std": 0.1,
+                          "n_folds": n, "note": ""} for n in (2, 3)])
+    long.to_csv(tmp_path / "main.tsv", sep="\t", index=False)
+    title, table, note = result_table(tmp_path / "main.tsv", {"metrics": ["dice", "l1"]}, captions)
+    assert title == "main" and note == "3 folds; dice, l1; main" and table.loc["AE", "T · DICE"] == "50.00 ± 10.00"
+
+
+def test_sweep_and_figure_captions(captions):
+    model = {"models": ["a", "b"], "table": "t.tsv", "set": {"x": "s.k", "y": "s.j"}, "reference": "default"}
+    assert sweep_caption("m", model, captions) == "M a, b t.tsv (x -> s.k, y -> s.j) l1 the configured model sweep_m"
+    assert sweep_caption("m", {**model, "reference": None}, captions).endswith("l1 no reference sweep_m")
+    scoring = {"scoring": "ssim", "param": "sigma", "values": [0.5, 1], "model": "a"}
+    assert sweep_caption("s", scoring, captions) == "S ssim sigma [0.5, 1] a no reference sweep_s"
+    kw = dict(tables={"main": {"title": "Main"}}, qualitative={"main": {"fold": 2}}, sweeps={"s": {**scoring, "title": "T"}})
+    assert figure_page("f/qualitative_main.png", captions, **kw) == ("Qualitative results: Main", "f/qualitative_main.png",
+                                                                    "Fold 2.")
+    assert figure_page("f/training_curves.png", captions, **kw)[2] == "Curves."
+    assert figure_page("f/sweep_s.png", captions, **kw)[0] == "T"
+    with pytest.raises(ValueError, match="no report page"):
+        figure_page("f/other.png", captions, **kw)
+
+
+def test_qc_pages(tmp_path, captions):
+    d = tmp_path / "h"
+    d.mkdir()
+    n = QC_ROWS + 2
+    pd.DataFrame({"subject": [f"s{i}" for i in range(n + 1)], "flagged": [True] * n + [False],
+                  "n_flags": [1] * n + [0], "reasons": ["bad  volume"] * n + [""]}).to_csv(d / "qc.tsv", sep="\t", index=False)
+    pd.DataFrame({"subject": ["x"], "source": ["s"], "file": ["/raw/x_t1.nii.gz"], "stage": ["manifest"],
+                  "reason": ["/raw/x_t1.nii.gz: unreadable"]}).to_csv(d / "exclusions.tsv", sep="\t", index=False)
+    tables, figures = qc_pages(d / "qc.tsv", d / "exclusions.tsv", d / "qc.png", "Healthy", captions)
+    (t1, flagged, note1), (t2, excluded, note2) = tables
+    assert t1 == "Data quality: Healthy -- flagged subjects" and len(flagged) == QC_ROWS
+    assert flagged.index[0] == "s0 (1)" and flagged.iloc[0, 0] == "bad volume"
+    assert note1 == f"{n} of {n + 1}. First {QC_ROWS} shown. Source h"
+    assert excluded.loc["x"].iloc[0] == "manifest: x_t1.nii.gz: unreadable" and note2 == "1 out. See h"
+    assert figures == [("Data quality: Healthy -- mid-slices", d / "qc.png", "Slices h.")]
+
+
+def test_write_report_writes_a_pdf(tmp_path):
+    long = pd.DataFrame([{"row": "AE", "dataset_label": "T", "metric": "dice", "mean": 0.5, "std": 0.1,
+                          "n_folds": 2, "note": ""}])
+    long.to_csv(tmp_path / "main.tsv", sep="\t", index=False)
+    plt.imsave(tmp_path / "training_curves.png", np.zeros((4, 4)))
+    write_report(tmp_path / "r.pdf", captions=CAPTION_FILES, tables=[tmp_path / "main.tsv"], inference=[],
+                 figures=[tmp_path / "training_curves.png"], qc_tables=[], qc_exclusions=[], qc_figures=[],
+                 table_specs={"main": {"metrics": ["dice"]}}, qualitative={}, inference_time={}, sweeps={},
+                 datasets={}, title="T", config={"a": 1}, benchmarks=tmp_path / "bench")
+    assert (tmp_path / "r.pdf").read_bytes()[:4] == b"%PDF"
