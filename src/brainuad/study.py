@@ -16,7 +16,7 @@ import yaml
 
 from brainuad import paths
 from brainuad.catalog import LEARNING_FREE
-from brainuad.reporting.tables import DEFAULT_SCORING, row_label, table_row
+from brainuad.reporting.tables import row_label, row_scoring, table_row
 
 #: the run of a model as configured (no sweep row applied)
 RUN = "default"
@@ -388,7 +388,7 @@ class Study:
         if sweep in self.model_sweeps:
             spec = self.model_sweeps[sweep]
             runs = [pt["run"] for pt in self.sweep_points(sweep)] + ([spec["reference"]] if spec.get("reference") else [])
-            scoring = spec.get("scoring", DEFAULT_SCORING)
+            scoring = row_scoring(spec)
             rows = [{"model": model, "run": run, "scoring": scoring} for model in spec["models"] for run in runs]
             return self.eval_files(rows, spec["datasets"])
         spec = self.scoring_sweeps[sweep]
@@ -501,7 +501,7 @@ class Study:
                 raise config_error(f"sweeps.{sname}: the name is also a scoring sweep; sweep names must be unique")
             if spec.get("x") and spec["x"] not in spec["set"]:
                 raise config_error(f"sweeps.{sname}.x: {spec['x']!r} is not a column under set")
-            if spec.get("scoring", DEFAULT_SCORING) not in self.scorings:
+            if row_scoring(spec) not in self.scorings:
                 raise config_error(f"sweeps.{sname}.scoring: unknown scoring {spec.get('scoring')!r}")
             if spec.get("reference") not in (None, RUN):
                 raise config_error(f"sweeps.{sname}.reference: only {RUN!r} (the configured model) can be the "

@@ -10,10 +10,11 @@ import numpy as np
 from ..analysis.domain_shift import histogram_shift
 from ..data.pack import load_pack, subject_index
 from ..evaluation.postprocess import binarize, postprocess
+from .. import paths
 from ..paths import trainset_of
 from ..utils import read_json
 from .figures import mhd_figure, pick_example, pixel_correlation, qualitative_figure
-from .tables import row_scoring
+from .tables import table_row
 
 
 def final_map(amap: np.ndarray, mask: np.ndarray, threshold: float, options: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -60,12 +61,13 @@ def qualitative_panels(table: dict, fold: int, *, options: dict, models: dict, d
     panels = []
     for ds in table["datasets"]:
         trainset = trainset_of(ds, datasets)
-        pack = load_pack(f"results/data/{ds}/volumes.npz")
+        pack = load_pack(paths.fill(paths.VOLUMES, dataset=ds))
         example = None
         for row in table["rows"]:
-            model, scoring, row_run = row["model"], row_scoring(row), row.get("run", run)
-            base = f"{trainset}/{model}/{row_run}/fold-{fold}"
-            with np.load(f"results/scores/{base}/{ds}/{scoring}.npz") as z:
+            row = table_row(row, run)
+            model, scoring = row["model"], row["scoring"]
+            where = dict(trainset=trainset, model=model, run=row["run"], fold=fold, dataset=ds, scoring=scoring)
+            with np.load(paths.fill(paths.SCORES, **where)) as z:
                 maps, subjects, split = z["maps"], z["subjects"].tolist(), z["split"]
             if example is None:  # same subject and slice for every model of this dataset
                 test = split_positions(split)
@@ -74,9 +76,9 @@ def qualitative_panels(table: dict, fold: int, *, options: dict, models: dict, d
             subject, sl = example
             k, j = subjects.index(subject), subject_index(pack, [subject])[0]
             image, mask, seg = pack["images"][j].astype(np.float32), pack["masks"][j], pack["segs"][j]
-            thr = read_json(f"results/eval/{base}/{ds}/{scoring}/threshold.json")["threshold"]
+            thr = read_json(paths.fill(paths.THRESHOLD, **where))["threshold"]
             amap, binary = final_map(maps[k], mask, thr, options)
-            recon, hist = _mean_recon(Path(f"results/recon/{base}/{ds}.npz"), k, image, mask, seg, sl, histogram_bins)
+            recon, hist = _mean_recon(Path(paths.fill(paths.RECON, **where)), k, image, mask, seg, sl, histogram_bins)
             label = models[model].get("label", model)
             panels.append({"title": f"{datasets[ds].get('label', ds)}\n{label} · {subject} z={sl}",
                            "image": image[sl], "seg": seg[sl], "mask": mask[sl], "map": amap[sl], "recon": recon,

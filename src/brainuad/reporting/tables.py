@@ -49,6 +49,11 @@ def table_row(row: dict, default_run: str = "default") -> dict:
     return {"scoring": DEFAULT_SCORING, "run": default_run, **row}
 
 
+def row_scoring(row: dict) -> str:
+    """Scoring id of a table row or a model sweep: its ``scoring``, else :data:`DEFAULT_SCORING`."""
+    return row.get("scoring", DEFAULT_SCORING)
+
+
 def row_label(row: dict, models: dict) -> str:
     """Label of a table row: its own ``label``, else the model's ``label``, else the model name."""
     return row.get("label") or models[row["model"]].get("label", row["model"])
@@ -168,8 +173,3 @@ def to_latex(table: pd.DataFrame, title: str) -> str:
         lines.append(" & ".join([cell(idx)] + [cell(v) for v in row]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", ""]
     return "\n".join(lines)
-
-
-def row_scoring(row: dict) -> str:
-    """Scoring id of a table row or a model sweep: its ``scoring``, else ``l1``."""
-    return row.get("scoring", "l1")
