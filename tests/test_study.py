@@ -164,6 +164,27 @@ def test_cross_check_errors(change, message):
     assert config_error(change) == f"config error: {message}"
 
 
+def test_misspelled_source_options_stop_at_config_time():
+    """A misspelled adapter option (here label_value for wmh's label keys) names the key and the accepted ones
+    at parse time instead of failing in the manifest job."""
+    from brainuad.data.sources import source_options
+
+    def add_wmh(options=None, cohorts=None):
+        def change(cfg):
+            cfg["sources"]["wmh"] = {"kind": "wmh", "root": "/nowhere", "options": options or {},
+                                     "cohorts": cohorts or {}}
+        return change
+
+    accepted = ", ".join(source_options("wmh"))
+    assert config_error(add_wmh({"label_value": 1})) == (
+        f"config error: sources.wmh.options.label_value: unknown option for kind 'wmh'; accepted: {accepted}")
+    assert config_error(add_wmh(cohorts={"utrecht": {"label_values": [1], "lable": 2}})).startswith(
+        "config error: sources.wmh.cohorts.utrecht.lable: unknown option for kind 'wmh'")
+    assert config_error(add_wmh({"strict": True})) == (
+        "config error: sources.wmh.options.strict: not an option of a source; set it as sources.<name>.strict")
+    study(add_wmh({accepted.split(", ")[0]: None}))  # an accepted key passes (the schema leaves the value open)
+
+
 def test_pathology_set_must_share_the_grid_of_its_trainset():
     def change(cfg):
         cfg["sources"]["other"] = {**cfg["sources"]["phantom"], "preprocess": {"downsample": 1}}

@@ -557,13 +557,13 @@ class Study:
 
         schema = yaml.safe_load((self.basedir / "workflow" / "schemas" / "config.schema.yaml").read_text())
         preprocess_schema = jsonschema.Draft202012Validator(schema["properties"]["preprocess"])
+        from brainuad.data.sources import check_options  # numpy/pandas/nibabel, no torch
+
         for sname, src in self.config["sources"].items():
-            for key in ("sequence", "strict"):
-                if src["kind"] != "phantom" and key in src.get("options", {}):
-                    raise config_error(f"sources.{sname}.options.{key}: set it as "
-                                       + ("datasets.<name>.sequence" if key == "sequence" else f"sources.{sname}.strict"))
-            # Adapter options of the source kind are validated here, by
-            # brainuad.data.sources.check_options(src["kind"], src.get("options", {}), f"sources.{sname}.options").
+            check_options(src["kind"], src.get("options", {}), f"sources.{sname}.options")
+            if src["kind"] != "phantom":  # phantom cohorts are subject counts, real-data cohorts are options
+                for cname, cohort in src.get("cohorts", {}).items():
+                    check_options(src["kind"], cohort or {}, f"sources.{sname}.cohorts.{cname}")
             if src.get("preprocess"):
                 merged = {**self.config["preprocess"], **src["preprocess"]}
                 for error in preprocess_schema.iter_errors(merged):
