@@ -4,57 +4,9 @@ Everything is computed in torch on the requested device (no CPU round trip, no p
 loops) and every random draw goes through a ``torch.Generator``, so a seeded generator reproduces
 the same fields.
 
-Simplex noise
--------------
-The thesis replaces the Gaussian noise of the DDPM forward process by *structured simplex noise*
-(AnoDDPM, Wyatt et al. 2022; method-spec §3.1). Octaves, persistence and frequency are not stated in
-the thesis; the author's public code (method-spec App. B.1, peers §1.0) uses fractal OpenSimplex
-noise with **octaves = 6, persistence = 0.8, frequency = 64**, computed as::
-
-    noise = sum_o persistence**o * simplex(col / (frequency / 2**o), row / (frequency / 2**o))
-
-i.e. ``frequency`` is a *length in pixels* (the lattice spacing of the first octave: 64 px, then 32,
-16, 8, 4, 2 px), independent of the image size, and the fractal sum is **not** normalised. This
-module implements the same fractal sum on top of classic 2D/3D simplex noise (Perlin 2001, in
-Gustavson's formulation: skewed simplex lattice, 12 gradient directions, radial kernel
-``max(0, r2 - d^2)^4``), not on OpenSimplex; a random permutation table and a random lattice offset
-per sample replace the reference code's per-call random seed.
-
-Differences to the reference code (documented choices):
-
-* Simplex instead of OpenSimplex lattice. Coordinates are scaled by :data:`LATTICE_SCALE` so that
-  lattice points are as far apart as OpenSimplex's for the same ``frequency`` (same feature size),
-  and the single-octave amplitude is calibrated (:data:`SIMPLEX2_SCALE`, :data:`SIMPLEX3_SCALE`) so
-  that the default fractal field on a 96 x 96 slice has the pooled standard deviation measured for
-  the reference algorithm (peers §1.0: pooled std 0.59, per-field std 0.55 on average, 0.39 to 0.65).
-* Every sample gets its own field. The reference code repeats one field over the batch; the models
-  in :mod:`brainuad.models.diffusion` do that through their ``noise_shared`` switch.
-* Computed in float32 (float64 on request) and cast to ``dtype``; the reference casts to float16.
-
-Measured statistics (``frequency=64, octaves=6, persistence=0.8``, 200 fields of 96 x 96, CPU):
-
-============================  =========================  ===========================
-statistic                     ``normalise=False``        ``normalise=True``
-============================  =========================  ===========================
-pooled mean                   0.007                      0 (exactly, per field)
-pooled std                    0.60                       1.00
-mean per-field std            0.58 (range 0.42 to 0.73)  1 (exactly, per field)
-mean |per-field mean|         0.12                       0
-max |value|                   2.4                        4.1
-============================  =========================  ===========================
-
-A single octave has std 0.37 and stays within about [-0.85, 0.85]. ``simplex3d`` on 32 x 96 x 96
-volumes: pooled std 0.58, mean per-field std 0.56 (on (1, 96, 96) planes: 0.59 / 0.55). Because the
-first octave's lattice spans most of a 96 px slice, each field has a sizeable non-zero mean and a
-per-field std well below 1: at t = 500 the effective noise std is about 0.42 with the cosine schedule
-of the public code (sqrt(1 - abar) = 0.71; peers §1.0) and 0.57 with the linear schedule (0.96).
-``normalise=True`` standardises every field to mean 0, std 1 so that the forward process
-``sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` has the variance the DDPM derivation assumes.
-
-Spectrum: the fractal field concentrates its power at low spatial frequencies, unlike white Gaussian
-noise whose radially averaged power spectrum is flat. Measured on 16 standardised 64 x 64 fields: the
-mean power at radial frequencies below 0.08 cycles/px is about 560 times that above 0.3 cycles/px
-(white noise: 0.98).
+:func:`make_noise` is what the models call (``noise`` hparam: ``gaussian``, ``simplex``, ``simplex3d``;
+the keys are in config/README.md, "models"). :func:`fractal_simplex` documents the fractal sum, its
+differences to the author's public code and the measured statistics of the fields.
 """
 
 from __future__ import annotations
@@ -216,7 +168,59 @@ def fractal_simplex(shape: Sequence[int], generator: torch.Generator | None = No
 
     Returns
     -------
-    Tensor of ``shape``, not normalised (see the module docstring for its statistics).
+    Tensor of ``shape``, not normalised (statistics below).
+
+    Notes
+    -----
+    The thesis replaces the Gaussian noise of the DDPM forward process by *structured simplex noise*
+    (AnoDDPM, Wyatt et al. 2022; method-spec §3.1). Octaves, persistence and frequency are not stated in
+    the thesis; the author's public code (method-spec App. B.1, peers §1.0) uses fractal OpenSimplex
+    noise with **octaves = 6, persistence = 0.8, frequency = 64**, computed as::
+
+        noise = sum_o persistence**o * simplex(col / (frequency / 2**o), row / (frequency / 2**o))
+
+    i.e. ``frequency`` is a *length in pixels* (the lattice spacing of the first octave: 64 px, then 32,
+    16, 8, 4, 2 px), independent of the image size, and the fractal sum is **not** normalised. This
+    module implements the same fractal sum on top of classic 2D/3D simplex noise (Perlin 2001, in
+    Gustavson's formulation: skewed simplex lattice, 12 gradient directions, radial kernel
+    ``max(0, r2 - d^2)^4``), not on OpenSimplex; a random permutation table and a random lattice offset
+    per sample replace the reference code's per-call random seed.
+
+    Differences to the reference code (documented choices):
+
+    * Simplex instead of OpenSimplex lattice. Coordinates are scaled by :data:`LATTICE_SCALE` so that
+      lattice points are as far apart as OpenSimplex's for the same ``frequency`` (same feature size),
+      and the single-octave amplitude is calibrated (:data:`SIMPLEX2_SCALE`, :data:`SIMPLEX3_SCALE`) so
+      that the default fractal field on a 96 x 96 slice has the pooled standard deviation measured for
+      the reference algorithm (peers §1.0: pooled std 0.59, per-field std 0.55 on average, 0.39 to 0.65).
+    * Every sample gets its own field. The reference code repeats one field over the batch; the models
+      in :mod:`brainuad.models.diffusion` do that through their ``noise_shared`` switch.
+    * Computed in float32 (float64 on request) and cast to ``dtype``; the reference casts to float16.
+
+    Measured statistics (``frequency=64, octaves=6, persistence=0.8``, 200 fields of 96 x 96, CPU):
+
+    ============================  =========================  ===========================
+    statistic                     ``normalise=False``        ``normalise=True``
+    ============================  =========================  ===========================
+    pooled mean                   0.007                      0 (exactly, per field)
+    pooled std                    0.60                       1.00
+    mean per-field std            0.58 (range 0.42 to 0.73)  1 (exactly, per field)
+    mean |per-field mean|         0.12                       0
+    max |value|                   2.4                        4.1
+    ============================  =========================  ===========================
+
+    A single octave has std 0.37 and stays within about [-0.85, 0.85]. ``simplex3d`` on 32 x 96 x 96
+    volumes: pooled std 0.58, mean per-field std 0.56 (on (1, 96, 96) planes: 0.59 / 0.55). Because the
+    first octave's lattice spans most of a 96 px slice, each field has a sizeable non-zero mean and a
+    per-field std well below 1: at t = 500 the effective noise std is about 0.42 with the cosine schedule
+    of the public code (sqrt(1 - abar) = 0.71; peers §1.0) and 0.57 with the linear schedule (0.96).
+    ``normalise=True`` standardises every field to mean 0, std 1 so that the forward process
+    ``sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` has the variance the DDPM derivation assumes.
+
+    Spectrum: the fractal field concentrates its power at low spatial frequencies, unlike white Gaussian
+    noise whose radially averaged power spectrum is flat. Measured on 16 standardised 64 x 64 fields: the
+    mean power at radial frequencies below 0.08 cycles/px is about 560 times that above 0.3 cycles/px
+    (white noise: 0.98).
     """
     shape = tuple(int(s) for s in shape)
     if len(shape) < dims:
