@@ -3,9 +3,9 @@
 The interface is a set of :class:`typing.Protocol` classes rather than an abstract base class:
 reconstruction models and map-producing models have disjoint methods (``reconstruct`` vs
 ``anomaly_map``), learning-free models have no ``loss``, and a structural check lets a model be any
-plain ``nn.Module`` subclass that declares the members, without a shared base in its MRO. Each model
-class declares every member explicitly (no inherited defaults); :func:`check_model` verifies a class or
-an instance, and ``tests/models/test_interface.py`` runs it on every registered model.
+plain ``nn.Module`` subclass that declares the members, without a common base class. Each model family
+declares the members in its own class body (e.g. the diffusion models' shared base); :func:`check_model`
+verifies a class or an instance, and ``tests/models/test_interface.py`` runs it on every registered model.
 """
 
 from __future__ import annotations
