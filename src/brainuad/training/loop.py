@@ -20,11 +20,10 @@ import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
-
-from typing import Callable
 
 from ..models import INIT_ONLY, build
 from .augment import from_config as augment_from_config
