@@ -2,10 +2,17 @@
 
 2D models get the slice stack of one volume as a batch (in chunks of ``batch_size`` slices);
 3D models get whole volumes. Reconstruction models store ``samples`` reconstructions per volume;
-map-producing models (feature-based, learning-free) store their anomaly map.
+map-producing models (feature-based, learning-free) store their anomaly map. :func:`timed_run_model`
+also measures the seconds per volume on the hardware it names; :func:`save_outputs` writes the
+``results/recon/...npz`` file the scoring reads.
 """
 
 from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +29,43 @@ def set_attributes(model, attributes: dict, name: str = "model"):
             raise ValueError(f"reconstruct.attributes.{key}: {name} has no attribute {key!r}")
         setattr(model, key, value)
     return model
+
+
+def inference_model(checkpoint: str | Path | None, arch: str, hparams: dict, device: torch.device):
+    """The model a reconstruct job runs, in eval mode on ``device``.
+
+    Parameters
+    ----------
+    checkpoint : path or None
+        ``model.pt`` of a trained model; None for a learning-free model, built from ``hparams``.
+    arch : str
+        Registry name (used when ``checkpoint`` is None).
+    hparams : dict
+    device : torch.device
+    """
+    from .models import build
+    from .training import load_model
+
+    if checkpoint:
+        return load_model(checkpoint, device)
+    return build(arch, **hparams).to(device).eval()
+
+
+def evaluation_subjects(splits: dict, role: str, fold: int) -> tuple[list, list]:
+    """(validation, test) subjects a reconstruct job covers.
+
+    Parameters
+    ----------
+    splits : dict
+        A ``results/splits/{dataset}.json``.
+    role : str
+        The dataset's role: ``"healthy"`` uses the fold's healthy validation set (for healthy-FPR
+        thresholds); any other role its own validation set.
+    fold : int
+    """
+    if role == "healthy":
+        return list(splits["folds"][fold]["val"]), list(splits["test"])
+    return list(splits["val"]), list(splits["test"])
 
 
 @torch.no_grad()
@@ -49,15 +93,15 @@ def run_model(model, images: np.ndarray, masks: np.ndarray, *, samples: int = 1,
     """
     device = torch.device(device)
     gen = torch.Generator(device=device).manual_seed(int(seed))
-    produces = getattr(model, "produces", "recon")
+    maps = model.produces == "map"
     n = images.shape[0]
-    out = np.zeros(((n,) if produces == "map" else (samples, n)) + images.shape[1:], dtype=np.float16)
+    out = np.zeros(((n,) if maps else (samples, n)) + images.shape[1:], dtype=np.float16)
     for i in range(n):
         x = torch.from_numpy(np.asarray(images[i], dtype=np.float32)).to(device)
         m = torch.from_numpy(np.asarray(masks[i] > 0)).to(device)
         if model.input_dims == 3:
             xb, mb = x[None, None], m[None, None]
-            if produces == "map":
+            if maps:
                 out[i] = model.anomaly_map(xb, mb)[0, 0].float().cpu().numpy()
             else:
                 rec = model.reconstruct(xb, mb, noise_level=noise_level, samples=samples, generator=gen)
@@ -65,9 +109,70 @@ def run_model(model, images: np.ndarray, masks: np.ndarray, *, samples: int = 1,
             continue
         for j in range(0, x.shape[0], batch_size):
             xb, mb = x[j : j + batch_size, None], m[j : j + batch_size, None]
-            if produces == "map":
+            if maps:
                 out[i, j : j + batch_size] = model.anomaly_map(xb, mb)[:, 0].float().cpu().numpy()
             else:
                 rec = model.reconstruct(xb, mb, noise_level=noise_level, samples=samples, generator=gen)
                 out[:, i, j : j + batch_size] = rec[:, :, 0].float().cpu().numpy()
     return out
+
+
+def hardware_name(device: torch.device | str) -> str:
+    """The GPU's name, or ``"CPU (<processor>, <n> thread(s))"`` (the intra-op threads torch uses)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s))"
+
+
+@dataclass(frozen=True)
+class TimedOutput:
+    """What :func:`timed_run_model` returns.
+
+    Attributes
+    ----------
+    output : ndarray float16
+        :func:`run_model`'s result: (S, N, D, H, W) reconstructions or (N, D, H, W) maps.
+    key : {"recons", "maps"}
+        What ``output`` holds (the model's ``produces``).
+    seconds_per_volume : float
+        Wall-clock seconds of :func:`run_model` divided by N (CUDA synchronised before and after).
+    hardware : str
+        :func:`hardware_name` of the device.
+    """
+
+    output: np.ndarray
+    key: str
+    seconds_per_volume: float
+    hardware: str
+
+
+def timed_run_model(model, images: np.ndarray, masks: np.ndarray, *, device: torch.device | str = "cpu",
+                    **kwargs) -> TimedOutput:
+    """:func:`run_model`, timed: the inference-time figures of the tables.
+
+    Parameters
+    ----------
+    model, images, masks, device
+        As :func:`run_model`.
+    **kwargs
+        ``samples``, ``noise_level``, ``batch_size``, ``seed`` of :func:`run_model`.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    out = run_model(model, images, masks, device=device, **kwargs)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = (time.perf_counter() - t0) / max(len(images), 1)
+    return TimedOutput(out, "maps" if model.produces == "map" else "recons", seconds, hardware_name(device))
+
+
+def save_outputs(path: str | Path, run: TimedOutput, val: list, test: list, samples: int) -> None:
+    """Write a reconstruct job's npz: ``recons`` or ``maps``, ``subjects`` (val then test), ``split``
+    ("val" / "test" per subject), ``seconds_per_volume``, ``samples`` and ``hardware``."""
+    np.savez(path, **{run.key: run.output}, subjects=np.asarray(list(val) + list(test)),
+             split=np.asarray(["val"] * len(val) + ["test"] * len(test)),
+             seconds_per_volume=np.float64(run.seconds_per_volume), samples=np.int64(samples),
+             hardware=np.asarray(run.hardware))

@@ -64,3 +64,26 @@ def test_histogram_shift_on_healthy_voxels_only():
     assert same["entropy_difference"] == 0.0
     with pytest.raises(ValueError):
         histogram_shift(x, recon, np.zeros_like(brain))
+
+
+def test_contrast_sweep_reconstructs_every_level_and_measures_its_shift():
+    from brainuad.analysis import contrast_sweep
+    from brainuad.inference import run_model
+    from brainuad.models import build
+
+    torch.manual_seed(0)
+    model = build("ae", image_size=(8, 8), channels=[4], latent_dim=2).eval()
+    rng = np.random.default_rng(0)
+    images = rng.random((2, 3, 8, 8)).astype(np.float32)
+    masks = np.zeros(images.shape, bool)
+    masks[:, :, 2:6, 2:6] = True
+    rows, hists = contrast_sweep(model, images, masks, (0.5, 2.0), bins=10, batch_size=3)
+    assert [r["contrast_level"] for r in rows] == [0.5, 2.0]
+    assert sorted(hists) == ["bin_edges", "input_0.5", "input_2.0", "recon_0.5", "recon_2.0"]
+    x = images**2.0
+    rec = run_model(model, x, masks, samples=1, batch_size=3)[0].astype(np.float32)
+    expected = histogram_shift(x, np.clip(rec, 0, 1), masks, bins=10)
+    assert rows[1]["entropy_difference"] == expected["entropy_difference"] and rows[1]["n_voxels"] == 2 * 3 * 16
+    assert rows[1]["l1_brain"] == pytest.approx(float(np.abs(rec - x)[masks].mean()))
+    np.testing.assert_array_equal(hists["recon_2.0"], expected["hist_recon"])
+

@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from brainuad.models import available, build
-from brainuad.models.diffusion import (DiffusionSchedule, cosine_betas, grid_starts, linear_betas, patch_masks,
-                                       stitch_patches)
+from brainuad.models.diffusion import (ConditionedDDPM, DiffusionSchedule, cosine_betas, grid_starts, linear_betas,
+                                       patch_masks, stitch_patches)
+from brainuad.models.diffusion.unet import DenoisingUnet, FiLMResBlock
 from brainuad.models.encoder import ResNetEncoder
-from brainuad.models.unet import DenoisingUnet, FiLMResBlock
 from brainuad.noise import make_noise
 
 MODELS = ["anoddpm", "pddpm", "cddpm"]
@@ -280,6 +280,23 @@ def test_cddpm_context_crop_and_pretrained_encoder(tmp_path):
         assert torch.equal(m.encoder.state_dict()[k], v)
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         tiny("cddpm", pretrained_encoder=str(tmp_path / "missing.pt"))
+
+
+def test_cddpm_encoder_hparams_are_those_of_the_encoder_it_builds():
+    hp = dict(TINY, **ENC)
+    kwargs = ConditionedDDPM.encoder_hparams(hp)
+    assert kwargs == {"in_channels": 1, "channels": [8, 16], "blocks": [1, 1], "context_dim": 8, "norm": "batch"}
+    torch.manual_seed(0)
+    enc = ResNetEncoder(**kwargs)
+    assert enc.state_dict().keys() == tiny("cddpm").encoder.state_dict().keys()
+    assert ConditionedDDPM.encoder_hparams({}) == {"in_channels": 1, "channels": [32, 64, 128, 256],
+                                                   "blocks": [2, 2, 2, 2], "context_dim": 128, "norm": "batch"}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_unknown_hyper_parameter_is_named(name):
+    with pytest.raises(TypeError, match=f"model '{name}'.*bogus"):
+        build(name, image_size=(32, 32), channels=[8, 16], res_blocks=1, bogus=1)
 
 
 # ---------------------------------------------------------------------------------------------- training

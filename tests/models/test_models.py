@@ -16,7 +16,7 @@ def test_registry_lists_builtin_models_and_rejects_unknown():
 
 
 def test_catalog_agrees_with_model_classes():
-    learning_free = {name for name, cls in _REGISTRY.items() if not getattr(cls, "trainable", True)}
+    learning_free = {name for name, cls in _REGISTRY.items() if not cls.trainable}
     assert learning_free == set(LEARNING_FREE)
 
 

@@ -4,7 +4,10 @@ import pytest
 import torch
 
 from brainuad.models.encoder import ResNetEncoder
-from brainuad.training.pretrain import MaskedAutoencoder, masked_mse, pretrain_encoder, random_patch_mask
+from brainuad.models.masked_autoencoder import MaskedAutoencoder, masked_mse, random_patch_mask
+from brainuad.training import TrainSettings
+from brainuad.training.loop import validation_loss
+from brainuad.training.pretrain import pretrain_encoder
 
 TINY = {"channels": [4, 8, 8], "blocks": [1, 1, 1], "context_dim": 8}
 
@@ -56,10 +59,9 @@ def test_loss_only_counts_masked_pixels():
 
 
 def test_masked_autoencoder_shapes_and_input_masking():
-    enc = ResNetEncoder(**TINY)
-    mae = MaskedAutoencoder(enc, decoder_dim=16).eval()
+    mae = MaskedAutoencoder(TINY, decoder_dim=16).eval()
     x = torch.rand(2, 1, 32, 32)
-    mask = random_patch_mask(x.shape, 0.65, enc.downsample_factor, torch.Generator().manual_seed(0))
+    mask = random_patch_mask(x.shape, 0.65, mae.encoder.downsample_factor, torch.Generator().manual_seed(0))
     assert mae(x, mask).shape == x.shape
     # the encoder never sees erased pixels: changing them does not change the output
     x2 = torch.where(mask, torch.rand(2, 1, 32, 32), x)
@@ -67,12 +69,32 @@ def test_masked_autoencoder_shapes_and_input_masking():
         assert torch.equal(mae(x, mask), mae(x2, mask))
 
 
-def test_short_pretraining_writes_loadable_checkpoint_and_is_deterministic(tmp_path):
+def test_masked_autoencoder_loss_is_masked_mse_on_masks_from_the_generator():
+    mae = MaskedAutoencoder(TINY, mask_ratio=0.5, patch=4, decoder_dim=16).eval()
+    x = torch.rand(3, 1, 32, 32)
+    mask = random_patch_mask(x.shape, 0.5, 4, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = masked_mse(mae(x, mask), x, mask)
+        assert torch.equal(mae.loss(x, generator=torch.Generator().manual_seed(2)), expected)
+
+
+KW = dict(encoder_hparams=TINY, mask_ratio=0.65, patch=4, max_steps=10, batch_size=8, lr=3e-3, seed=7,
+          device="cpu", progress=False, val_every=5, decoder_dim=16)
+
+
+def _run(tmp_path, name, **kw):
     vols = _vols()
-    kw = dict(encoder_hparams=TINY, mask_ratio=0.65, patch=4, max_steps=10, batch_size=8, lr=3e-3, seed=7,
-              device="cpu", progress=False, val_every=5, decoder_dim=16)
-    res = pretrain_encoder(vols[:4], vols[4:], out_path=tmp_path / "a/enc.pt", out_log=tmp_path / "a/log.tsv", **kw)
-    assert res["best_val_loss"] < res["initial_val_loss"]
+    return pretrain_encoder(vols[:4], vols[4:], out_path=tmp_path / name / "enc.pt", out_log=tmp_path / name / "log.tsv",
+                            workdir=tmp_path / name / "work", **{**KW, **kw})
+
+
+def test_short_pretraining_writes_loadable_checkpoint_and_is_deterministic(tmp_path):
+    res = _run(tmp_path, "a")
+    assert res["status"] == "done" and res["step"] == 10
+    torch.manual_seed(KW["seed"])  # the untrained objective, initialised as the loop does
+    untrained = MaskedAutoencoder(TINY, mask_ratio=0.65, patch=4, decoder_dim=16)
+    settings = TrainSettings(batch_size=8, val_every=5, seed=7)
+    assert res["best_val_loss"] < validation_loss(untrained, _vols()[4:], settings, torch.device("cpu"))
     log = pd.read_csv(tmp_path / "a/log.tsv", sep="\t")
     assert list(log.columns) == ["step", "loss", "val_loss", "seconds"] and len(log) == 10
     assert list(log.dropna(subset=["val_loss"])["step"]) == [5, 10]
@@ -83,7 +105,23 @@ def test_short_pretraining_writes_loadable_checkpoint_and_is_deterministic(tmp_p
     enc = ResNetEncoder(**ckpt["encoder_hparams"])
     enc.load_state_dict(ckpt["encoder_state_dict"])
     assert enc(torch.rand(2, 1, 32, 32)).shape == (2, 8)
-    again = pretrain_encoder(vols[:4], vols[4:], out_path=tmp_path / "b/enc.pt", out_log=tmp_path / "b/log.tsv", **kw)
+    again = _run(tmp_path, "b")
     assert again == res
     other = torch.load(tmp_path / "b/enc.pt", weights_only=False)["encoder_state_dict"]
     assert all(torch.equal(ckpt["encoder_state_dict"][k], other[k]) for k in other)
+
+
+def test_interrupted_pretraining_resumes_to_identical_weights(tmp_path):
+    ref = _run(tmp_path, "a")
+    part = _run(tmp_path, "b", stop_after_steps=3)
+    assert part["status"] == "interrupted" and part["step"] == 3
+    assert (tmp_path / "b/work/state.pt").exists() and not (tmp_path / "b/enc.pt").exists()
+    done = _run(tmp_path, "b")
+    assert done == ref
+    a = torch.load(tmp_path / "a/enc.pt", weights_only=False)
+    b = torch.load(tmp_path / "b/enc.pt", weights_only=False)
+    assert a.keys() == b.keys() and a["step"] == b["step"] and a["val_loss"] == b["val_loss"]
+    sa, sb = a["encoder_state_dict"], b["encoder_state_dict"]
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    la, lb = pd.read_csv(tmp_path / "a/log.tsv", sep="\t"), pd.read_csv(tmp_path / "b/log.tsv", sep="\t")
+    pd.testing.assert_frame_equal(la.drop(columns="seconds"), lb.drop(columns="seconds"))

@@ -1,17 +1,9 @@
 """Model registry: ``build(name, **hparams) -> nn.Module``.
 
-Every reconstruction model implements
-
-* ``loss(batch) -> Tensor`` — a scalar training loss for a batch of healthy inputs;
-* ``reconstruct(x, mask, *, noise_level=None, samples=1, generator=None) -> Tensor`` with shape
-  ``(samples, *x.shape)``.
-
-Learning-free or feature-based models implement ``anomaly_map(x, mask) -> Tensor`` (x's shape)
-instead and set ``trainable = False`` / ``produces = "map"``.
-
-Every model declares ``input_dims``: 2 for models that take axial slices (B, 1, H, W), 3 for models
-that take whole volumes (B, 1, D, H, W). The workflow feeds data accordingly, so a 3D model needs no
-rule changes. Adding a model = one module + one ``@register`` + one config entry.
+What a model is (``input_dims``, ``trainable``, ``produces``, ``loss``, ``reconstruct`` /
+``anomaly_map``) is declared in :mod:`brainuad.models.base`. The workflow feeds slices or volumes
+according to ``input_dims``, so a 3D model needs no rule changes. Adding a model = one module + one
+``@register`` + one config entry.
 """
 
 from __future__ import annotations

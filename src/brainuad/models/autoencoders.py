@@ -50,6 +50,7 @@ class _DenseAutoencoder(nn.Module):
     input_dims = 2
     trainable = True
     produces = "recon"
+    random_device = "model"
 
     def __init__(self, image_size=(64, 64), channels=(32, 64, 128, 128), latent_dim=128, latent_outputs=1):
         super().__init__()

@@ -3,7 +3,7 @@
 The thesis uses a "ResNet-backbone with a fully connected layer to match the target dimension of
 c in R^d" (d = 128), a ResNet-50 in the public code (timm ``resnet50``, ``in_chans=1``,
 ``num_classes=cond_dim``), optionally pre-trained with SparK masked image modelling
-(:mod:`brainuad.training.pretrain`).
+(:mod:`brainuad.models.masked_autoencoder`).
 
 This module is a smaller, configurable ResNet made of *basic* residual blocks (two 3x3 convolutions,
 He et al. 2016) instead of ResNet-50 bottlenecks, so that it trains on the thesis' 96x96 slices in
@@ -16,7 +16,7 @@ reasonable time. Choices, and why:
   max-pool) followed by four stages would reduce a 96x96 slice to 3x3. Here stage ``i > 0`` halves the
   resolution once, so the last-stage map has stride ``2 ** (len(channels) - 1)`` (8 for four stages;
   96x96 -> 12x12). SparK masks patches of exactly that stride, so the default masking patch of
-  :func:`brainuad.training.pretrain.random_patch_mask` is 8 px.
+  :func:`brainuad.models.masked_autoencoder.random_patch_mask` is 8 px.
 * The last normalisation layer of every residual branch is zero-initialised (timm's
   ``zero_init_last=True``), so each block starts as the identity.
 * Head: global average pool -> ``Linear(channels[-1], context_dim)`` -> c of shape (B, context_dim).

@@ -1,8 +1,10 @@
 """One training loop for every trainable model.
 
-Seeded, resumable from a state file under ``work/`` (model, optimiser, AMP scaler, every RNG, step,
-best checkpoint and loss log), with a progress bar, best-checkpoint selection by the healthy
-validation loss and a per-step loss log (TSV). The final ``model.pt`` is written once, atomically.
+Seeded, resumable from a state file under ``work/`` (model, optimiser, every RNG, step, best checkpoint
+and loss log), with a progress bar, best-checkpoint selection by the healthy validation loss and a
+per-step loss log (TSV). The final ``model.pt`` is written once, atomically. It trains anything with the
+:class:`brainuad.models.base.Trainable` interface: the registered models and the masked pre-training
+of the cDDPM encoder (:mod:`brainuad.training.pretrain`).
 
 Data are the packed volumes (N, D, H, W); 2D models get batches of axial slices sampled uniformly
 with replacement over all slices of all training volumes (as the thesis' public code does), 3D models
@@ -18,6 +20,7 @@ import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -37,9 +40,13 @@ class TrainSettings:
     batch_size : int
         Slices (2D) or volumes (3D) per step.
     lr : float
-        Adam learning rate.
+        Learning rate.
     weight_decay : float
-        Adam weight decay.
+        Weight decay (L2 penalty for Adam, decoupled for AdamW).
+    optimizer : {"adam", "adamw"}
+        ``torch.optim.Adam`` (the models) or ``torch.optim.AdamW`` (the SSL pre-training).
+    betas : (float, float)
+        The optimiser's moment coefficients.
     val_every : int
         Validate (and maybe keep the best checkpoint) every this many steps, and at the end.
     val_max_slices : int
@@ -63,6 +70,8 @@ class TrainSettings:
     batch_size: int = 32
     lr: float = 1e-4
     weight_decay: float = 0.0
+    optimizer: str = "adam"
+    betas: tuple[float, float] = (0.9, 0.999)
     val_every: int = 100
     val_max_slices: int = 512
     checkpoint_every_s: float = 300.0
@@ -159,6 +168,51 @@ def _rng_state(sample_gen: torch.Generator, model_gen: torch.Generator) -> dict:
     return state
 
 
+def _optimizer(settings: TrainSettings, params) -> torch.optim.Optimizer:
+    kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    if settings.optimizer not in kinds:
+        raise ValueError(f"optimizer must be one of {sorted(kinds)}, got {settings.optimizer!r}")
+    return kinds[settings.optimizer](params, lr=settings.lr, weight_decay=settings.weight_decay,
+                                     betas=tuple(settings.betas))
+
+
+def _generator_device(model, device: torch.device) -> torch.device:
+    """Device of the generator passed to ``model.loss`` (its declared ``random_device``)."""
+    return device if model.random_device == "model" else torch.device("cpu")
+
+
+def validation_loss(model, volumes: np.ndarray, settings: TrainSettings, device: torch.device) -> float:
+    """Mean healthy validation loss, the criterion that selects the best checkpoint.
+
+    Parameters
+    ----------
+    model : Trainable nn.Module on ``device`` (left in train mode afterwards)
+    volumes : ndarray (N, D, H, W)
+    settings : TrainSettings
+        ``batch_size``, ``val_max_slices`` (see :func:`validation_batches`), ``amp`` and ``seed``: the
+        loss draws its randomness from a generator seeded ``seed + 3`` for every call, so every
+        validation sees the same noise (or masks).
+    device : torch.device
+
+    Returns
+    -------
+    float: ``sum_b B_b * loss_b / sum_b B_b`` over the validation batches b.
+    """
+    device = torch.device(device)
+    use_amp = settings.amp and device.type == "cuda"
+    model.eval()
+    gen = torch.Generator(device=_generator_device(model, device)).manual_seed(settings.seed + 3)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in validation_batches(volumes, model.input_dims, settings.batch_size, settings.val_max_slices):
+            batch = batch.to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                total += float(model.loss(batch, generator=gen)) * batch.shape[0]
+            count += batch.shape[0]
+    model.train()
+    return total / max(count, 1)
+
+
 def fit(
     arch: str,
     hparams: dict,
@@ -172,6 +226,7 @@ def fit(
     device: str = "auto",
     progress: bool = True,
     stop_after_steps: int | None = None,
+    build_model: Callable[..., torch.nn.Module] = build,
 ) -> dict:
     """Train model ``arch`` and write the best checkpoint to ``out_model``.
 
@@ -198,6 +253,10 @@ def fit(
     stop_after_steps : int, optional
         Save the state and return after this many steps of the current run (as if the job had been
         pre-empted); used to test resumption. SIGTERM / SIGUSR1 do the same.
+    build_model : callable ``(arch, **hparams) -> nn.Module``
+        Resolves ``arch``: the model registry, or (:func:`brainuad.training.pretrain.pretrain_encoder`)
+        a pre-training objective. The result must have the :class:`brainuad.models.base.Trainable`
+        interface.
 
     Returns
     -------
@@ -212,17 +271,17 @@ def fit(
                    "train_shape": list(train_volumes.shape), "val_shape": list(val_volumes.shape)}
 
     torch.manual_seed(settings.seed)
-    model = build(arch, **hparams).to(dev)
-    if not getattr(model, "trainable", True):
+    model = build_model(arch, **hparams).to(dev)
+    if not model.trainable:
         raise ValueError(f"model {arch!r} is learning-free and has nothing to train")
     input_dims = model.input_dims
     augmenter = augment_from_config(settings.augment)
     if augmenter is not None and input_dims != 2:
         raise ValueError(f"settings.augment is implemented for 2D slice models only; {arch!r} takes 3D volumes")
-    opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    opt = _optimizer(settings, model.parameters())
     use_amp = settings.amp and dev.type == "cuda"
     sample_gen = torch.Generator().manual_seed(settings.seed + 1)
-    model_gen = torch.Generator(device=dev).manual_seed(settings.seed + 2)
+    model_gen = torch.Generator(device=_generator_device(model, dev)).manual_seed(settings.seed + 2)
     step, best_val, best_step, best_state, log_rows = 0, math.inf, 0, None, []
 
     if state_path.exists():
@@ -242,19 +301,6 @@ def fit(
         _atomic_save({"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": opt.state_dict(),
                       "rng": _rng_state(sample_gen, model_gen), "step": step, "best_val": best_val,
                       "best_step": best_step, "best_state": best_state, "log": log_rows}, state_path)
-
-    def validate() -> float:
-        model.eval()
-        gen = torch.Generator(device=dev).manual_seed(settings.seed + 3)
-        total, count = 0.0, 0
-        with torch.no_grad():
-            for batch in validation_batches(val_volumes, input_dims, settings.batch_size, settings.val_max_slices):
-                batch = batch.to(dev)
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
-                    total += float(model.loss(batch, generator=gen)) * batch.shape[0]
-                count += batch.shape[0]
-        model.train()
-        return total / max(count, 1)
 
     t0, last_save, steps_this_run = time.time(), time.time(), 0
     status = "done"
@@ -279,7 +325,7 @@ def fit(
             steps_this_run += 1
             row = {"step": step, "loss": float(loss.detach()), "val_loss": "", "seconds": round(time.time() - t0, 3)}
             if step % settings.val_every == 0 or step == settings.max_steps:
-                val = validate()
+                val = validation_loss(model, val_volumes, settings, dev)
                 row["val_loss"] = val
                 if val < best_val:
                     best_val, best_step = val, step
