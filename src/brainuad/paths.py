@@ -32,6 +32,7 @@ TRAIN_LOG = f"{MODEL_DIR}/train_log.tsv"
 ENCODER = f"{MODEL_DIR}/encoder.pt"
 PRETRAIN_LOG = f"{MODEL_DIR}/pretrain_log.tsv"
 TRAIN_WORKDIR = f"work/train/{RUN_KEY}"
+PRETRAIN_WORKDIR = f"work/pretrain/{RUN_KEY}"
 
 RECON = f"results/recon/{RUN_KEY}/{{dataset}}.npz"
 SCORES = f"results/scores/{RUN_KEY}/{{dataset}}/{{scoring}}.npz"

@@ -181,14 +181,16 @@ def test_jobs_see_only_the_given_configfile(tmp_path):
     assert "is extended by additional config" not in proc.stdout + proc.stderr
 
 
-def test_training_is_warned_before_the_time_limit_with_a_signal_it_handles():
-    """train asks SLURM for SIGUSR1 five minutes before its time limit; the training loop must treat exactly
-    that signal as save-and-stop, and the plugin must accept the option (it rejects options it manages)."""
+@pytest.mark.parametrize("rule", ["train", "pretrain_encoder"])
+def test_training_is_warned_before_the_time_limit_with_a_signal_it_handles(rule):
+    """train and pretrain_encoder (both run by training.fit) ask SLURM for SIGUSR1 five minutes before their time
+    limit; the training loop must treat exactly that signal as save-and-stop, and the plugin must accept the
+    option (it rejects options it manages)."""
     from snakemake_executor_plugin_slurm.validation import validate_slurm_extra
 
     from brainuad.training import loop
 
-    extra = evaluate(SET["train"]["slurm_extra"], 1)
+    extra = evaluate(SET[rule]["slurm_extra"], 1)
     m = re.fullmatch(r"--signal=(?:B:)?(\w+)@(\d+)", extra)
     assert m, extra
     assert int(m.group(2)) >= 60

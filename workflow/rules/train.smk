@@ -26,6 +26,7 @@ rule pretrain_encoder:
         hparams=model_hparams,
         settings=pretrain_settings,
         device=config["device"],
+        workdir=paths.PRETRAIN_WORKDIR,
     script:
         "../scripts/pretrain_encoder.py"
 

@@ -12,7 +12,7 @@ torch.set_num_threads(snakemake.threads)  # the rule's threads (CPU runs: jobs i
 wc = snakemake.wildcards
 train, val = fold_volumes(snakemake.input.volumes, snakemake.input.splits, wc.fold)
 encoder_hparams = model_class(snakemake.params.arch).encoder_hparams(snakemake.params.hparams)
-workdir = f"work/pretrain/{wc.trainset}/{wc.model}/{wc.run}/fold-{wc.fold}"  # resumable state, like train's
+workdir = snakemake.params.workdir  # resumable state, like train's
 result = pretrain_encoder(train, val, encoder_hparams=encoder_hparams, device=snakemake.params.device,
                           out_path=snakemake.output.encoder, out_log=snakemake.output.log, workdir=workdir,
                           **snakemake.params.settings)
