@@ -67,7 +67,7 @@ def test_histogram_shift_on_healthy_voxels_only():
 
 
 def test_contrast_sweep_reconstructs_every_level_and_measures_its_shift():
-    from brainuad.analysis import contrast_sweep
+    from brainuad.analysis.contrast_sweep import contrast_sweep
     from brainuad.inference import run_model
     from brainuad.models import build
 

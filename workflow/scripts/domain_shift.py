@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from brainuad.analysis.domain_shift import contrast_sweep
+from brainuad.analysis.contrast_sweep import contrast_sweep
 from brainuad.data.pack import load_pack, subject_index
 from brainuad.inference import set_attributes
 from brainuad.training import load_model, resolve_device

@@ -1,5 +1,9 @@
-"""Analyses beyond the evaluation protocol: domain shift / intensity alignment (P8.3 §4.5.2)."""
+"""Analyses beyond the evaluation protocol: domain shift / intensity alignment (P8.3 §4.5.2).
 
-from .domain_shift import contrast_levels, contrast_sweep, entropy, histogram_shift, intensity_histogram
+The measures (:mod:`.domain_shift`) are torch-free, so the report rules can use them;
+:func:`brainuad.analysis.contrast_sweep.contrast_sweep` runs the experiment on a model (torch).
+"""
 
-__all__ = ["contrast_levels", "contrast_sweep", "entropy", "histogram_shift", "intensity_histogram"]
+from .domain_shift import contrast_levels, entropy, histogram_shift, intensity_histogram
+
+__all__ = ["contrast_levels", "entropy", "histogram_shift", "intensity_histogram"]

@@ -43,6 +43,8 @@ from ..errors import InputDataError
 
 #: Columns of every manifest.
 MANIFEST_COLUMNS = ["subject", "image", "seg", "age", "sex", "sequence", "sha256"]
+#: columns of ``exclusions.tsv``, the manifest job's table of subjects a source scan left out
+EXCLUSION_KEYS = ("source", "subject", "file", "reason")
 #: Columns of a real data set's manifest: the manifest columns, then the source columns.
 SOURCE_COLUMNS = [*MANIFEST_COLUMNS, "seg_sha256", "brain_mask", "registered", "skull_stripped",
                   "seg_lesion_values", "seg_ignore_values", "split"]

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from brainuad.data.manifest import EXCLUSION_KEYS
 from brainuad.utils import read_json
 
 __all__ = [
@@ -239,7 +240,6 @@ def exclusions_table(exclusions: Iterable[Mapping]) -> pd.DataFrame:
 
     Extra keys become extra columns; an empty list gives an empty table with the four columns.
     """
-    from brainuad.data.sources import EXCLUSION_KEYS
 
     table = pd.DataFrame(list(exclusions))
     for key in EXCLUSION_KEYS:
@@ -385,7 +385,6 @@ def dataset_exclusions(scan_exclusions: str | Path, records: Sequence[Mapping], 
     -------
     DataFrame ``dataset, source, subject, file, reason, stage``, sorted by stage, source and subject.
     """
-    from brainuad.data.sources import EXCLUSION_KEYS
 
     columns = [*EXCLUSION_KEYS, "stage"]
     scan = pd.read_csv(scan_exclusions, sep="\t", dtype=str, keep_default_na=False)

@@ -19,13 +19,12 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from brainuad.data.manifest import file_checksum
+from brainuad.data.manifest import EXCLUSION_KEYS, file_checksum
 from brainuad.data.nifti import READ_ERRORS, check_finite, check_geometry, check_same_grid, describe, load_image
 from brainuad.data.nifti import raw_voxel_size, read_volume
 from brainuad.errors import InputDataError
 
 #: Keys of one exclusion record.
-EXCLUSION_KEYS = ("source", "subject", "file", "reason")
 #: Options every source accepts (module docstring of :mod:`brainuad.data.sources`).
 COMMON_OPTIONS = ("source", "require_sequences", "check", "strict", "workers", "label_values", "allow_empty_label",
                   "registered", "skull_stripped", "require_label")
