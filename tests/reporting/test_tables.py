@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -41,3 +42,21 @@ def test_format_and_bold_best_respects_direction():
     tex = to_latex(table, "t")
     assert r"\textbf{10.00 $\pm$ 1.00}" in tex and tex.count(r"\\") >= 3
     assert format_cell(math.nan, math.nan, 0, "dice") == "n/a"
+
+
+def test_schema_metric_enums_follow_the_metric_table():
+    """Adding a metric is one entry of reporting.tables.METRICS plus the schema enums; this keeps them in step."""
+    import yaml
+
+    from brainuad.reporting.tables import METRICS
+
+    schema = yaml.safe_load((Path(__file__).resolve().parents[2] / "workflow" / "schemas" /
+                             "config.schema.yaml").read_text())
+    props = schema["properties"]
+    table_metrics = props["tables"]["additionalProperties"]["properties"]["metrics"]["items"]["enum"]
+    assert sorted(table_metrics) == sorted(METRICS)
+    scoring_sweep = props["scoring_sweeps"]["additionalProperties"]["properties"]["metric"]["enum"]
+    model_sweep = props["sweeps"]["additionalProperties"]["properties"]["metrics"]["items"]["enum"]
+    assert scoring_sweep == model_sweep and set(model_sweep) <= set(METRICS)
+    # sweeps plot segmentation metrics: every pooled metric, and the per-volume Dice/AUPRC ones
+    assert set(model_sweep) == {"dice_oracle", "dice", "auprc"} | {m for m in METRICS if m.endswith("_pooled")}
