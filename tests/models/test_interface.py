@@ -56,3 +56,16 @@ def test_the_pretraining_objective_is_trainable_but_not_a_uad_model():
     mae = MaskedAutoencoder({"channels": [4, 8], "blocks": [1, 1], "context_dim": 4}, patch=4)
     assert isinstance(mae, Trainable) and mae.random_device == "cpu"
     assert not isinstance(mae, Model)
+
+
+def test_schema_arch_names_are_the_registry():
+    """A new model is one module with @register plus its name in the schema enum; this keeps the two equal."""
+    from pathlib import Path
+
+    import yaml
+
+    from brainuad.models import available
+
+    schema = yaml.safe_load((Path(__file__).resolve().parents[2] / "workflow" / "schemas" /
+                             "config.schema.yaml").read_text())
+    assert schema["properties"]["models"]["additionalProperties"]["properties"]["arch"]["enum"] == available()

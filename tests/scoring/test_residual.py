@@ -22,3 +22,16 @@ def test_score_checks_names_and_shapes():
         score("nope", x, x[None], x)
     with pytest.raises(ValueError, match="recons must have shape"):
         score("l1", x, x, x)
+
+
+def test_schema_scoring_names_are_the_registry():
+    """A new scoring is one module with @register plus its name in the schema enum; this keeps the two equal."""
+    from pathlib import Path
+
+    import yaml
+
+    from brainuad.scoring import available
+
+    schema = yaml.safe_load((Path(__file__).resolve().parents[2] / "workflow" / "schemas" /
+                             "config.schema.yaml").read_text())
+    assert schema["properties"]["scorings"]["additionalProperties"]["properties"]["name"]["enum"] == available()

@@ -2,19 +2,20 @@
 
 What a model is (``input_dims``, ``trainable``, ``produces``, ``loss``, ``reconstruct`` /
 ``anomaly_map``) is declared in :mod:`brainuad.models.base`. The workflow feeds slices or volumes
-according to ``input_dims``, so a 3D model needs no rule changes. Adding a model = one module + one
-``@register`` + one config entry.
+according to ``input_dims``, so a 3D model needs no rule changes. Adding a model = one module under
+``brainuad/models/`` with ``@register`` (every module of the package is imported when the registry is
+first used) + one config entry.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Callable
 
 import torch.nn as nn
 
+from brainuad.utils import import_submodules
+
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
-_BUILTIN_MODULES = ("autoencoders", "baselines", "diffusion")
 
 
 def register(name: str):
@@ -30,8 +31,8 @@ def register(name: str):
 
 
 def _load_builtin() -> None:
-    for mod in _BUILTIN_MODULES:
-        importlib.import_module(f"{__name__}.{mod}")
+    """Import every module of the package, so that their ``@register`` decorators run."""
+    import_submodules(__name__, __path__)
 
 
 def available() -> list[str]:

@@ -113,9 +113,12 @@ _loaded = False
 
 
 def _load_builtin():
-    """Import the modules that register the built-in scores (lazily, to keep imports cheap)."""
+    """Import every module of the package, so that their ``@register`` decorators run (lazily, to keep
+    ``import brainuad.scoring`` cheap): a new scoring is one new module."""
     global _loaded
     if _loaded:
         return
     _loaded = True
-    from . import mahalanobis, native, residual, ssim  # noqa: F401  (registration happens on import)
+    from brainuad.utils import import_submodules
+
+    import_submodules(__name__, __path__)

@@ -48,7 +48,9 @@ The workflow sets ``sequence`` from the data set and ``strict`` from the source,
 from brainuad.data.sources.checks import COMMON_OPTIONS, EXCLUSION_KEYS
 from brainuad.data.sources.registry import SOURCES, check_options, register_source, scan, source_kinds
 from brainuad.data.sources.registry import source_options
-from brainuad.data.sources import atlas, author_split, bids, brats, csv, ixi, mslub, phantom, wmh  # noqa: F401
+from brainuad.utils import import_submodules
+
+import_submodules(__name__, __path__)  # every layout module registers its kind: a new kind is one new module
 
 __all__ = ["COMMON_OPTIONS", "EXCLUSION_KEYS", "SOURCES", "check_options", "register_source", "scan",
            "source_kinds", "source_options"]
