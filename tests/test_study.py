@@ -257,3 +257,27 @@ def test_data_and_report_inputs():
     assert report["tables"] == [f"results/tables/{t}.tsv" for t in ("segmentation", "reconstruction", "diffusion")]
     assert report["inference"] == ["results/tables/inference_time.tsv"]
     assert report["qc_exclusions"][0] == "results/qc/healthy_t2/exclusions.tsv"
+
+
+# ---------------------------------------------------------------- schema errors in one line
+def test_schema_error_names_the_unknown_key_and_the_keys_allowed_at_its_level():
+    from brainuad.study import schema_error
+
+    cfg = copy.deepcopy(SMOKE)
+    assert schema_error(cfg, SCHEMA) is None
+    cfg["preprocess"]["spacing"] = 3
+    allowed = sorted(yaml.safe_load(SCHEMA.read_text())["properties"]["preprocess"]["properties"])
+    assert str(schema_error(cfg, SCHEMA)) == (
+        f"config error: preprocess.spacing: unknown key; allowed in preprocess: {', '.join(allowed)}")
+    assert "\n" not in str(schema_error(cfg, SCHEMA))
+
+
+def test_schema_error_names_the_path_of_a_wrong_value():
+    from brainuad.study import schema_error
+
+    cfg = copy.deepcopy(SMOKE)
+    cfg["evaluation"]["median"] = "five"
+    assert str(schema_error(cfg, SCHEMA)) == "config error: evaluation.median: 'five' is not of type 'integer'"
+    cfg = copy.deepcopy(SMOKE)
+    cfg["bogus"] = 1
+    assert str(schema_error(cfg, SCHEMA)).startswith("config error: bogus: unknown key; allowed in the top level: datasets,")

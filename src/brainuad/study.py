@@ -33,6 +33,30 @@ def config_error(msg: str) -> ValueError:
     return ValueError(f"config error: {msg}")
 
 
+def schema_error(config: dict, schema_path: str | Path) -> ValueError | None:
+    """The first schema violation of ``config`` as one short message, or None when it is valid.
+
+    Snakemake's own validation error prints the whole schema section (about 170 lines for ``preprocess``);
+    this names the key, its path and, for an unknown key, the keys allowed at that level only, e.g.
+    ``config error: preprocess.spacing: unknown key; allowed in preprocess: bias_correction, crop_pad, ...``.
+    """
+    import jsonschema
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is None:
+        return None
+    where = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        level = where or "the top level"
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        return config_error(f"{key}: unknown key; allowed in {level}: {', '.join(allowed)}")
+    return config_error(f"{where or '(top level)'}: {error.message}")
+
+
 def canon(obj):
     """Recursively key-sorted copy of a config value, so that params (which Snakemake compares as text)
     do not change when keys are merely reordered in a YAML file."""

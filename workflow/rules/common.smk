@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 
@@ -16,7 +17,10 @@ from brainuad import paths  # noqa: E402  (torch-free)
 from brainuad import study  # noqa: E402
 from brainuad.study import RUN, Study, canon  # noqa: E402
 
-validate(config, "../schemas/config.schema.yaml")
+try:
+    validate(config, "../schemas/config.schema.yaml")  # also fills in the schema's defaults
+except WorkflowError as err:  # one line naming the key instead of the schema section
+    raise study.schema_error(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml") or err
 
 STUDY = Study(config, workflow.basedir)
 DATASETS = STUDY.datasets
