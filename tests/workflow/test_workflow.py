@@ -177,8 +177,9 @@ def test_invalid_config_gives_a_clear_message(tmp_path):
 
     proc = snakemake(tmp_path, "-n", "all_tables", config=_variant(tmp_path, change2), check=False)
     assert proc.returncode != 0
-    assert "config error: evaluation.median: 'five' is not of type 'integer'" in proc.stderr
-    assert len(proc.stderr.splitlines()) < 40, proc.stderr  # the key, not the schema section
+    out = proc.stdout + proc.stderr
+    assert "config error: evaluation.median: 'five' is not of type 'integer'" in out
+    assert len(out.splitlines()) < 40, out  # the key, not the schema section
 
     bad_table = tmp_path / "bad.tsv"
     bad_table.write_text("latent\tdepth\n4\t2\n")
