@@ -7,9 +7,9 @@ A refactoring must not change a number. Run the same config with two checkouts (
 
 Checked: every file under ``tables/`` byte for byte (the inference-time table and the ``seconds`` columns it
 is made of are measured wall times: compared for their shape only); the QC tables without their timing and
-tool-version columns; every ``.npz`` under ``data/``,
+tool-version columns, and the training logs without their ``seconds`` column; every ``.npz`` under ``data/``,
 ``recon/``, ``scores/`` and ``analysis/`` array by array (exact equality; timing arrays skipped); every
-``metrics.tsv``, ``threshold.json``, ``train_log.tsv`` and ``splits/*.json`` byte for byte. Prints one line per
+``metrics.tsv``, ``threshold.json``, manifest and ``splits/*.json`` byte for byte. Prints one line per
 differing file and a summary; exit status 1 when anything differs or a file exists on one side only. Absolute
 paths of the two working folders (manifests hold raw file paths) are replaced by ``<workdir>`` first.
 """
@@ -55,7 +55,7 @@ def _same_text(x: Path, y: Path, root_x: Path, root_y: Path) -> str | None:
     if x.name in TIMED_TABLES:  # measured wall times: the same rows and header is all that can hold
         lx, ly = tx.splitlines(), ty.splitlines()
         return None if (len(lx), lx[:1]) == (len(ly), ly[:1]) else "different shape"
-    if x.name == "qc.tsv":
+    if x.name == "qc.tsv" or x.name.endswith("_log.tsv"):  # training logs carry a ``seconds`` column
         fx, fy = (pd.read_csv(io.StringIO(s), sep="\t", dtype=str, keep_default_na=False) for s in (tx, ty))
         untimed = [c for c in fx.columns if not any(w in c for w in (*TIMED_KEYS, "version"))]
         if list(fx.columns) != list(fy.columns):
