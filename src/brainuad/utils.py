@@ -1,26 +1,12 @@
-"""Small helpers shared by the workflow scripts and the registries."""
+"""Small helpers shared by the workflow scripts."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
-import pkgutil
 import sys
 from pathlib import Path
-
-
-def import_submodules(package: str, path) -> list[str]:
-    """Import every module of a package (``package``: its dotted name, ``path``: its ``__path__``), so that the
-    ``@register`` decorators in them run: a new model, scoring or data source is one new module, no import list.
-
-    Returns the dotted names imported, sorted.
-    """
-    names = sorted(f"{package}.{info.name}" for info in pkgutil.iter_modules(path) if not info.name.startswith("_"))
-    for name in names:
-        importlib.import_module(name)
-    return names
 
 
 def log_to(path: str | Path | None, name: str = "brainuad") -> logging.Logger:

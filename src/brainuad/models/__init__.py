@@ -9,11 +9,11 @@ first used) + one config entry.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Callable
 
 import torch.nn as nn
-
-from brainuad.utils import import_submodules
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -32,7 +32,8 @@ def register(name: str):
 
 def _load_builtin() -> None:
     """Import every module of the package, so that their ``@register`` decorators run."""
-    import_submodules(__name__, __path__)
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
 
 
 def available() -> list[str]:

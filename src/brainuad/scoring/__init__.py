@@ -21,6 +21,8 @@ either kind to a stored reconstruct output.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Callable
 
 import numpy as np
@@ -119,6 +121,5 @@ def _load_builtin():
     if _loaded:
         return
     _loaded = True
-    from brainuad.utils import import_submodules
-
-    import_submodules(__name__, __path__)
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")

@@ -45,12 +45,14 @@ The workflow sets ``sequence`` from the data set and ``strict`` from the source,
 ``options``.
 """
 
+import importlib
+import pkgutil
+
 from brainuad.data.sources.checks import COMMON_OPTIONS, EXCLUSION_KEYS
 from brainuad.data.sources.registry import SOURCES, check_options, register_source, scan, source_kinds
 from brainuad.data.sources.registry import source_options
-from brainuad.utils import import_submodules
-
-import_submodules(__name__, __path__)  # every layout module registers its kind: a new kind is one new module
+for _info in pkgutil.iter_modules(__path__):  # every layout module registers its kind: a new kind is one module
+    importlib.import_module(f"{__name__}.{_info.name}")
 
 __all__ = ["COMMON_OPTIONS", "EXCLUSION_KEYS", "SOURCES", "check_options", "register_source", "scan",
            "source_kinds", "source_options"]
