@@ -416,6 +416,40 @@ def test_csv_relative_paths(tmp_path):
     assert [r["subject"] for r in rows] == ["b"]
 
 
+
+def test_csv_duplicate_id_names_both_lines(tmp_path):
+    write_image(tmp_path / "a.nii.gz", 1)
+    write_image(tmp_path / "b.nii.gz", 2)
+    pd.DataFrame({"subject": ["s1", "s1"], "image": ["a.nii.gz", "b.nii.gz"]}).to_csv(tmp_path / "t.csv", index=False)
+    rows, exclusions = scan("csv", tmp_path / "t.csv")
+    assert [r["subject"] for r in rows] == ["s1"] and rows[0]["image"] == str(tmp_path / "a.nii.gz")
+    reason = exclusions[0]["reason"]
+    assert f"subject id 's1' occurs twice: {tmp_path / 't.csv'} line 2 and {tmp_path / 't.csv'} line 3" in reason
+    assert "point root" not in reason
+    with pytest.raises(InputDataError, match="line 2 and .* line 3"):
+        scan("csv", tmp_path / "t.csv", strict=True)
+
+
+def test_csv_ids_that_collide_once_sanitised_are_an_error(tmp_path):
+    write_image(tmp_path / "a.nii.gz", 1)
+    write_image(tmp_path / "b.nii.gz", 2)
+    pd.DataFrame({"subject": ["a b", "a_b"], "image": ["a.nii.gz", "b.nii.gz"]}).to_csv(tmp_path / "t.csv",
+                                                                                       index=False)
+    with pytest.raises(InputDataError) as error:
+        scan("csv", tmp_path / "t.csv")  # not strict: still an error, a subject would be lost silently
+    message = str(error.value)
+    assert "'a b'" in message and "'a_b'" in message and "both become a_b" in message
+    assert "line 2" in message and "line 3" in message
+
+
+def test_folder_duplicate_names_both_paths(tmp_path):
+    make_mslub(tmp_path / "raw")
+    make_mslub(tmp_path / "coregistered")
+    _, exclusions = scan("mslub", tmp_path, sequence="t2")
+    reason = exclusions[0]["reason"]
+    assert "occurs twice" in reason and "point root at one copy" in reason
+    assert str(tmp_path / "raw") in reason and str(tmp_path / "coregistered") in reason
+
 # --------------------------------------------------------------------------------- author split
 
 
@@ -455,6 +489,18 @@ def author(tmp_path):
     csv(brats[:1], "Brats21_val.csv", label=1, seg=True, prefix="/Test/Brats21")
     csv(brats[1:], "Brats21_test.csv", label=1, seg=True, prefix="/Test/Brats21")
     return data
+
+
+def test_author_split_ids_that_collide_once_sanitised_name_both_lines(tmp_path):
+    (tmp_path / "splits").mkdir()
+    for name in ("s_1", "s 1"):
+        write_image(tmp_path / "Train" / "ixi" / "t1" / f"{name}_t1.nii.gz", 1)
+    pd.DataFrame({"img_path": ["/Train/ixi/t1/s_1_t1.nii.gz", "/Train/ixi/t1/s 1_t1.nii.gz"]}).to_csv(
+        tmp_path / "splits" / "IXI_test.csv", index=False)
+    with pytest.raises(InputDataError) as error:
+        scan("author_split", tmp_path, dataset="IXI")
+    message, csv = str(error.value), tmp_path / "splits" / "IXI_test.csv"
+    assert f"'s_1' ({csv} line 2) and 's 1' ({csv} line 3) both become s_1" in message
 
 
 def test_author_split_rebases_paths_and_keeps_membership(author):
