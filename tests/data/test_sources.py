@@ -189,8 +189,20 @@ def test_bad_subject_is_excluded_naming_the_file(tmp_path, case):
     assert str(bad_file) in bad["reason"] and bad["file"] == str(bad_file)
     with pytest.raises(InputDataError) as error:
         scan("mslub", root, sequence="t2", strict=True)
-    assert error.value.path == str(bad_file)
+    assert error.value.path == str(root) and "1 subject(s) of this mslub data set cannot be used" in str(error.value)
+    assert f"patient02: {bad_file}: " in str(error.value)
     assert fingerprint(root) == before  # raw files untouched: bytes and mtime
+
+
+def test_strict_lists_every_bad_subject_in_one_error(tmp_path):
+    root = tmp_path / "mslub"
+    make_mslub(root, name="patient01")
+    bad = [make_mslub(root, case, name=name) for case, name in (("truncated", "patient02"), ("nan", "patient03"))]
+    with pytest.raises(InputDataError) as error:
+        scan("mslub", root, sequence="t2", strict=True)
+    message = str(error.value)
+    assert "2 subject(s) of this mslub data set cannot be used (1 can)" in message
+    assert f"\n  - patient02: {bad[0]}: " in message and f"\n  - patient03: {bad[1]}: " in message
 
 
 def test_reasons_say_what_is_wrong(tmp_path):

@@ -120,8 +120,6 @@ def scan_author_split(root: str | Path, *, dataset: str, sequence: str = "t1", s
             image = _author_path(rec[img_col], root, strip_prefix)
             if image is None:
                 error = InputDataError(csv, f"line {number}: empty img_path")
-                if policy.strict:
-                    raise error
                 exclusions.append(exclusion(policy, f"{csv.name}:{number}", error))
                 continue
             name = _SEQUENCE_TAIL.sub("", stem(image.name))
@@ -129,8 +127,6 @@ def scan_author_split(root: str | Path, *, dataset: str, sequence: str = "t1", s
             if available is not None and not any(name in entry for entry in available):
                 error = InputDataError(csv, f"line {number}: {name} is not listed in {Path(available_list).name} "
                                             "(the author keeps only subjects listed there)")
-                if policy.strict:
-                    raise error
                 exclusions.append(exclusion(policy, subject, error))
                 continue
             image = _swap_sequence(image, csv_sequence.lower(), sequence)

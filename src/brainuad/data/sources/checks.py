@@ -301,8 +301,8 @@ def build_rows(candidates: list[Candidate], policy: Policy, root: Path,
     Raises
     ------
     InputDataError
-        No candidate at all; two subject ids that collide after :func:`subject_id` (always); a
-        duplicate id or a bad subject when ``policy.strict``.
+        No candidate at all; two subject ids that collide after :func:`subject_id` (always); with
+        ``policy.strict``, one error listing every excluded subject (:func:`strict_error`).
     """
     exclusions = list(exclusions or [])
     if not candidates and not exclusions:
@@ -314,7 +314,7 @@ def build_rows(candidates: list[Candidate], policy: Policy, root: Path,
     for candidate in candidates:
         if candidate.subject in seen:
             error = duplicate_id(seen[candidate.subject], candidate)
-            if policy.strict or id_collision(seen[candidate.subject], candidate):
+            if id_collision(seen[candidate.subject], candidate):
                 raise error
             exclusions.append(exclusion(policy, candidate.subject, error))
             continue
@@ -325,8 +325,6 @@ def build_rows(candidates: list[Candidate], policy: Policy, root: Path,
         try:
             return _validate(candidate, policy), None
         except InputDataError as error:
-            if policy.strict:
-                raise
             return None, exclusion(policy, candidate.subject, error)
 
     if policy.workers > 1 and len(unique) > 1:
@@ -336,7 +334,16 @@ def build_rows(candidates: list[Candidate], policy: Policy, root: Path,
         results = [run(c) for c in unique]
     rows = [row for row, _ in results if row is not None]
     exclusions += [bad for _, bad in results if bad is not None]
+    if policy.strict and exclusions:
+        raise strict_error(root, policy, exclusions, len(rows))
     return rows, exclusions
+
+
+def strict_error(root: Path, policy: Policy, exclusions: list[dict], usable: int) -> InputDataError:
+    """One error listing every bad subject of a ``strict`` source (subject, file and reason each)."""
+    listed = "".join(f"\n  - {bad['subject']}: {bad['reason']}" for bad in exclusions)
+    return InputDataError(root, f"{len(exclusions)} subject(s) of this {policy.kind} data set cannot be used "
+                                f"({usable} can); strict: true stops the run, without it they are excluded:{listed}")
 
 
 def common_policy(kind: str, sequence: str, options: dict, **defaults) -> Policy:
