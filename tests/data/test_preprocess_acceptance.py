@@ -58,9 +58,7 @@ def test_registration_similarity_floor():
         check_registration(0.05, "bad.nii.gz", options)
     assert error.value.path == "bad.nii.gz"
     check_registration(0.0, "bad.nii.gz", PreprocessOptions(min_registration_similarity=0))
-    check_registration(0.042, "demo.nii.gz", PreprocessOptions())  # the demo's lowest phantom subject passes
-    with pytest.raises(InputDataError, match="registration to the template failed"):
-        check_registration(0.006, "spikes.nii.gz", PreprocessOptions())
+    check_registration(0.001, "demo.nii.gz", PreprocessOptions())  # off by default: the demo's ms-005 T2 passes
 
 
 def job(tmp_path, strict):
