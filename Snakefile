@@ -52,3 +52,12 @@ rule all_models:
 rule all_sweeps:
     input:
         STUDY.all_sweep_files(),
+
+
+onsuccess:
+    # How many subjects every dataset kept and excluded, and where the reasons are (brainuad.data.qc).
+    from brainuad.data.qc import exclusion_summary
+
+    summary = exclusion_summary(DATASETS)
+    if summary:
+        print(summary)

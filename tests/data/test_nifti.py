@@ -177,6 +177,31 @@ def test_absurd_voxel_size(tmp_path, size):
     _assert_names(error, path)
 
 
+@pytest.mark.parametrize("size", [0.001, 0.05])
+def test_tiny_voxel_size_names_the_minimum(tmp_path, size):
+    path = _write(tmp_path / "tiny.nii.gz", _volume(), np.diag([size, size, size, 1.0]))
+    with pytest.raises(InputDataError, match=f"voxel size {size:g} mm is below the minimum 0.1 mm") as error:
+        load_image(path)
+    _assert_names(error, path)
+    assert "singular" not in str(error.value)
+
+
+def test_smallest_plausible_voxel_size_is_accepted(tmp_path):
+    path = _write(tmp_path / "fine.nii.gz", _volume(), np.diag([nifti.MIN_VOXEL_SIZE_MM] * 3 + [1.0]))
+    assert load_image(path).header.get_zooms()[0] == pytest.approx(nifti.MIN_VOXEL_SIZE_MM)
+
+
+def test_overflowing_scale_factor_is_named(tmp_path):
+    image = nib.Nifti1Image(np.full((6, 6, 6), 1000, np.int16), AFFINE)
+    image.header.set_slope_inter(1e36, 0.0)
+    path = tmp_path / "scaled.nii.gz"
+    nib.save(image, str(path))
+    with pytest.raises(InputDataError, match=r"scale factor 1e\+36 overflows float32") as error:
+        load_image(path)
+    _assert_names(error, path)
+    assert "1e+39" in str(error.value) and "NaN/Inf" not in str(error.value)  # 1000 * 1e36
+
+
 def test_largest_plausible_voxel_size_is_accepted(tmp_path):
     path = _write(tmp_path / "thick.nii.gz", _volume(), np.diag([1.0, 1.0, nifti.MAX_VOXEL_SIZE_MM, 1.0]))
     assert load_image(path).header.get_zooms()[2] == pytest.approx(nifti.MAX_VOXEL_SIZE_MM)

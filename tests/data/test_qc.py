@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -11,6 +13,7 @@ import pytest
 
 from brainuad.data.qc import (
     dataset_exclusions,
+    exclusion_summary,
     exclusions_table,
     flatten_qc,
     qc_figure,
@@ -156,3 +159,41 @@ def test_write_dataset_qc(cohort, tmp_path):
     assert pd.read_csv(tmp_path / "qc.tsv", sep="\t")["subject"].tolist() == table["subject"].tolist()
     assert len(excluded) == 2 and pd.read_csv(tmp_path / "excl.tsv", sep="\t")["subject"].tolist() == ["a1", "z1"]
     assert written and all(p.exists() for p in written)
+
+
+def _tsv(path: Path, header: str, rows: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([header, *rows]) + "\n")
+
+
+def test_exclusion_summary_counts_kept_and_excluded_per_dataset(tmp_path):
+    subjects = [f"s{i}" for i in range(12)]
+    _tsv(tmp_path / "results/data/a/manifest.tsv", "subject\timage", [f"{s}\t{s}.nii.gz" for s in subjects])
+    _tsv(tmp_path / "results/data/a/exclusions.tsv", "source\tsubject\tfile\treason",
+         [f"src\tm{i}\tm{i}.nii.gz\ttruncated" for i in range(3)])
+    # the QC table: the 3 manifest exclusions and 2 subjects of the manifest excluded by pre-processing
+    _tsv(tmp_path / "results/qc/a/exclusions.tsv", "dataset\tsource\tsubject\tfile\treason\tstage",
+         [f"a\tsrc\tm{i}\tm{i}.nii.gz\ttruncated\tmanifest" for i in range(3)]
+         + ["a\tsrc\ts0\ts0.nii.gz\tconstant\tpreprocess", "a\tsrc\ts1\ts1.nii.gz\talmost empty\tpreprocess"])
+    _tsv(tmp_path / "results/data/b/manifest.tsv", "subject\timage", ["x\tx.nii.gz", "y\ty.nii.gz"])
+    _tsv(tmp_path / "results/data/b/exclusions.tsv", "source\tsubject\tfile\treason", ["src\tz\tz.nii.gz\t4D"])
+    (tmp_path / "results/data/c").mkdir(parents=True)
+    (tmp_path / "results/data/c/manifest.tsv").write_text("subject\timage\nc1\tc1.nii.gz\n")
+    (tmp_path / "results/data/c/exclusions.tsv").write_text("")
+    summary = exclusion_summary(["a", "b", "c", "not_built"], tmp_path)
+    assert summary.splitlines() == [
+        "Data: 6 of 19 subjects excluded",
+        "  a: 10 of 15 subjects kept, 5 excluded (reasons: results/qc/a/exclusions.tsv)",
+        "  b: 2 of 3 subjects kept, 1 excluded (reasons: results/data/b/exclusions.tsv)",
+        "  c: 1 of 1 subjects kept, 0 excluded",
+    ]
+    assert exclusion_summary(["not_built"], tmp_path) == ""
+
+
+def test_exclusion_summary_ignores_a_qc_table_older_than_the_manifest(tmp_path):
+    _tsv(tmp_path / "results/qc/a/exclusions.tsv", "dataset\tsource\tsubject\tfile\treason\tstage",
+         ["a\tsrc\told\told.nii.gz\tconstant\tpreprocess"])
+    os.utime(tmp_path / "results/qc/a/exclusions.tsv", (1, 1))
+    _tsv(tmp_path / "results/data/a/manifest.tsv", "subject\timage", ["x\tx.nii.gz"])
+    _tsv(tmp_path / "results/data/a/exclusions.tsv", "source\tsubject\tfile\treason", [])
+    assert exclusion_summary(["a"], tmp_path).splitlines()[1] == "  a: 1 of 1 subjects kept, 0 excluded"

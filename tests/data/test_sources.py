@@ -189,8 +189,20 @@ def test_bad_subject_is_excluded_naming_the_file(tmp_path, case):
     assert str(bad_file) in bad["reason"] and bad["file"] == str(bad_file)
     with pytest.raises(InputDataError) as error:
         scan("mslub", root, sequence="t2", strict=True)
-    assert error.value.path == str(bad_file)
+    assert error.value.path == str(root) and "1 subject(s) of this mslub data set cannot be used" in str(error.value)
+    assert f"patient02: {bad_file}: " in str(error.value)
     assert fingerprint(root) == before  # raw files untouched: bytes and mtime
+
+
+def test_strict_lists_every_bad_subject_in_one_error(tmp_path):
+    root = tmp_path / "mslub"
+    make_mslub(root, name="patient01")
+    bad = [make_mslub(root, case, name=name) for case, name in (("truncated", "patient02"), ("nan", "patient03"))]
+    with pytest.raises(InputDataError) as error:
+        scan("mslub", root, sequence="t2", strict=True)
+    message = str(error.value)
+    assert "2 subject(s) of this mslub data set cannot be used (1 can)" in message
+    assert f"\n  - patient02: {bad[0]}: " in message and f"\n  - patient03: {bad[1]}: " in message
 
 
 def test_reasons_say_what_is_wrong(tmp_path):
@@ -416,6 +428,40 @@ def test_csv_relative_paths(tmp_path):
     assert [r["subject"] for r in rows] == ["b"]
 
 
+
+def test_csv_duplicate_id_names_both_lines(tmp_path):
+    write_image(tmp_path / "a.nii.gz", 1)
+    write_image(tmp_path / "b.nii.gz", 2)
+    pd.DataFrame({"subject": ["s1", "s1"], "image": ["a.nii.gz", "b.nii.gz"]}).to_csv(tmp_path / "t.csv", index=False)
+    rows, exclusions = scan("csv", tmp_path / "t.csv")
+    assert [r["subject"] for r in rows] == ["s1"] and rows[0]["image"] == str(tmp_path / "a.nii.gz")
+    reason = exclusions[0]["reason"]
+    assert f"subject id 's1' occurs twice: {tmp_path / 't.csv'} line 2 and {tmp_path / 't.csv'} line 3" in reason
+    assert "point root" not in reason
+    with pytest.raises(InputDataError, match="line 2 and .* line 3"):
+        scan("csv", tmp_path / "t.csv", strict=True)
+
+
+def test_csv_ids_that_collide_once_sanitised_are_an_error(tmp_path):
+    write_image(tmp_path / "a.nii.gz", 1)
+    write_image(tmp_path / "b.nii.gz", 2)
+    pd.DataFrame({"subject": ["a b", "a_b"], "image": ["a.nii.gz", "b.nii.gz"]}).to_csv(tmp_path / "t.csv",
+                                                                                       index=False)
+    with pytest.raises(InputDataError) as error:
+        scan("csv", tmp_path / "t.csv")  # not strict: still an error, a subject would be lost silently
+    message = str(error.value)
+    assert "'a b'" in message and "'a_b'" in message and "both become a_b" in message
+    assert "line 2" in message and "line 3" in message
+
+
+def test_folder_duplicate_names_both_paths(tmp_path):
+    make_mslub(tmp_path / "raw")
+    make_mslub(tmp_path / "coregistered")
+    _, exclusions = scan("mslub", tmp_path, sequence="t2")
+    reason = exclusions[0]["reason"]
+    assert "occurs twice" in reason and "point root at one copy" in reason
+    assert str(tmp_path / "raw") in reason and str(tmp_path / "coregistered") in reason
+
 # --------------------------------------------------------------------------------- author split
 
 
@@ -455,6 +501,18 @@ def author(tmp_path):
     csv(brats[:1], "Brats21_val.csv", label=1, seg=True, prefix="/Test/Brats21")
     csv(brats[1:], "Brats21_test.csv", label=1, seg=True, prefix="/Test/Brats21")
     return data
+
+
+def test_author_split_ids_that_collide_once_sanitised_name_both_lines(tmp_path):
+    (tmp_path / "splits").mkdir()
+    for name in ("s_1", "s 1"):
+        write_image(tmp_path / "Train" / "ixi" / "t1" / f"{name}_t1.nii.gz", 1)
+    pd.DataFrame({"img_path": ["/Train/ixi/t1/s_1_t1.nii.gz", "/Train/ixi/t1/s 1_t1.nii.gz"]}).to_csv(
+        tmp_path / "splits" / "IXI_test.csv", index=False)
+    with pytest.raises(InputDataError) as error:
+        scan("author_split", tmp_path, dataset="IXI")
+    message, csv = str(error.value), tmp_path / "splits" / "IXI_test.csv"
+    assert f"'s_1' ({csv} line 2) and 's 1' ({csv} line 3) both become s_1" in message
 
 
 def test_author_split_rebases_paths_and_keeps_membership(author):

@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brainuad.data.splits import age_strata, healthy_splits, pathology_splits, splits_from_manifest
+from brainuad.data.splits import age_strata, check_enough_subjects, healthy_splits, min_subjects, pathology_splits
+from brainuad.data.splits import splits_from_manifest
 
 SUBJ = [f"s{i:03d}" for i in range(40)]
 AGES = np.linspace(20, 85, 40)
@@ -74,3 +75,30 @@ def test_splits_from_manifest_folds_and_pathology_sets():
     assert splits_from_manifest(pathology) == {"val": ["x"], "test": ["y", "z"], "origin": "author_split"}
     with pytest.raises(ValueError, match="split column is empty"):
         splits_from_manifest([{"subject": "a", "split": ""}])
+
+
+@pytest.mark.parametrize(("role", "kwargs", "needed"), [
+    ("healthy", {"folds": 2, "test": 2}, 4),
+    ("healthy", {"folds": 5, "test": 2}, 7),
+    ("healthy", {"folds": 2, "test": 0.5}, 4),  # round(0.5 * 4) = 2 test + 2 for the folds
+    ("healthy", {"folds": 2, "test": 2, "val_fraction": 0.25}, 5),  # round(0.25 * 3) = 1 validation subject
+    ("pathology", {"val": 1}, 2),
+    ("pathology", {"val": 0.1}, 6),  # round(0.1 * 6) = 1 validation subject (round(0.5) = 0)
+])
+def test_min_subjects(role, kwargs, needed):
+    assert min_subjects(role, **kwargs) == needed
+    make = healthy_splits if role == "healthy" else pathology_splits
+    make(SUBJ[:needed], **kwargs)
+    with pytest.raises(ValueError):
+        make(SUBJ[:needed - 1], **kwargs)
+
+
+def test_too_few_subjects_left_names_the_counts_and_the_exclusion_lists():
+    check_enough_subjects(4, "healthy_t2", "healthy", folds=2, test=2)
+    with pytest.raises(ValueError) as error:
+        check_enough_subjects(1, "healthy_t2", "healthy", folds=2, test=2)
+    message = str(error.value)
+    assert "dataset healthy_t2: 1 subject(s) left after exclusions" in message and "at least 4" in message
+    assert "results/data/healthy_t2/exclusions.tsv" in message and "results/qc/healthy_t2/exclusions.tsv" in message
+    with pytest.raises(ValueError, match="ms_t2: 1 subject.* at least 2"):
+        check_enough_subjects(1, "ms_t2", "pathology", val=1)

@@ -3,8 +3,8 @@
 Phantom cohorts: the generated folder (source kind ``phantom``, no exclusions). Real data: the source of
 its kind (:func:`brainuad.data.sources.scan`) reads the distribution in place (read-only;
 raw files are referenced by absolute path and checksummed); every subject it cannot use goes to
-``exclusions.tsv`` (source, subject, file, reason). With ``strict`` the first bad subject fails the job
-with its message.
+``exclusions.tsv`` (source, subject, file, reason). With ``strict`` the job fails with one message listing
+every bad subject.
 """
 
 import sys

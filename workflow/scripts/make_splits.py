@@ -4,7 +4,7 @@
 import numpy as np
 
 from brainuad.data.manifest import read_manifest
-from brainuad.data.splits import healthy_splits, pathology_splits, splits_from_manifest
+from brainuad.data.splits import check_enough_subjects, healthy_splits, pathology_splits, splits_from_manifest
 from brainuad.utils import log_to, write_json
 
 log = log_to(snakemake.log[0])
@@ -16,6 +16,9 @@ if dropped:
     log.warning("%d subjects excluded during preprocessing are not split: %s", len(dropped), dropped)
 table = table[table["subject"].isin(packed)].reset_index(drop=True)
 opts = snakemake.params.options
+if snakemake.params.kind != "author_split":
+    check_enough_subjects(len(table), snakemake.wildcards.dataset, snakemake.params.role, folds=opts["folds"],
+                          test=opts["healthy_test"], val=snakemake.params.val, val_fraction=opts.get("val_fraction"))
 if snakemake.params.kind == "author_split":
     splits = splits_from_manifest(table)
     if snakemake.params.role == "healthy" and len(splits.get("folds", [])) < opts["folds"]:

@@ -28,6 +28,7 @@ from brainuad.errors import InputDataError
 
 __all__ = [
     "MAX_VOXEL_SIZE_MM",
+    "MIN_VOXEL_SIZE_MM",
     "READ_ERRORS",
     "check_finite",
     "check_geometry",
@@ -43,6 +44,8 @@ __all__ = [
 
 #: Largest voxel edge (mm) accepted; anything larger is a corrupt header, not an MRI.
 MAX_VOXEL_SIZE_MM = 20.0
+#: Smallest voxel edge (mm) accepted; anything smaller is a corrupt header or a unit mix-up (m, um).
+MIN_VOXEL_SIZE_MM = 0.1
 
 #: Default absolute tolerance (mm for translations, unitless for rotation/zoom
 #: entries) when comparing the affines of an image and its label.
@@ -88,7 +91,8 @@ def read_volume(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     ------
     InputDataError
         Missing file, not a readable NIfTI (truncated, corrupt, other format),
-        not 3D, invalid affine, voxel size <= 0 or > ``MAX_VOXEL_SIZE_MM``.
+        not 3D, invalid affine, voxel size outside [``MIN_VOXEL_SIZE_MM``,
+        ``MAX_VOXEL_SIZE_MM``], a scale factor that overflows float32.
     """
     path = Path(path)
     if not path.exists():
@@ -103,11 +107,13 @@ def read_volume(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputDataError(path, f"is a {type(image).__name__}, not a NIfTI-1/2 image")
     try:
-        data = image.get_fdata(dtype=np.float32)
+        with np.errstate(over="ignore"):  # an overflowing scale factor is reported by _check_scaling
+            data = image.get_fdata(dtype=np.float32)
     except READ_ERRORS as error:
         raise InputDataError(
             path, f"voxel data cannot be read; the file is truncated or corrupt ({describe(error)})"
         ) from error
+    _check_scaling(image, data, path)
     data = _squeeze_to_3d(data, path)
     affine = np.asarray(image.affine, dtype=np.float64)
     check_geometry(affine, raw_voxel_size(image, path), path)
@@ -122,6 +128,25 @@ def raw_voxel_size(image: nib.spatialimages.SpatialImage, path: Path) -> np.ndar
     except READ_ERRORS as error:  # pragma: no cover - the image was just read
         raise InputDataError(path, f"header cannot be read ({describe(error)})") from error
     return np.asarray(header["pixdim"][1:4], dtype=np.float64)
+
+
+def _check_scaling(image: nib.spatialimages.SpatialImage, data: np.ndarray, path: Path) -> None:
+    """Raise when the header's scale factor (scl_slope / scl_inter) turns finite stored values into Inf."""
+    if np.all(np.isfinite(data)):
+        return
+    slope, inter = float(image.dataobj.slope), float(image.dataobj.inter)
+    if slope == 1.0 and inter == 0.0:
+        return
+    stored = np.asanyarray(image.dataobj.get_unscaled()).astype(np.float64)
+    if not np.all(np.isfinite(stored)):
+        return
+    peak = float(np.abs(stored).max() * abs(slope) + abs(inter))
+    raise InputDataError(
+        path,
+        f"scale factor {slope:g} overflows float32: the stored {image.get_data_dtype()} values scaled by "
+        f"scl_slope {slope:g} / scl_inter {inter:g} reach {peak:.3g}, more than the float32 maximum "
+        f"{float(np.finfo(np.float32).max):.3g} (corrupt header?)",
+    )
 
 
 def _squeeze_to_3d(data: np.ndarray, path: Path) -> np.ndarray:
@@ -143,7 +168,7 @@ def _format_zooms(zooms: np.ndarray) -> str:
 
 def check_geometry(affine: np.ndarray, header_zooms, path: Path) -> None:
     """Check that a (4, 4) affine is finite and non-singular and that both voxel sizes (the (3,)
-    ``header_zooms`` and the affine's column norms) lie in (0, ``MAX_VOXEL_SIZE_MM``] mm.
+    ``header_zooms`` and the affine's column norms) lie in [``MIN_VOXEL_SIZE_MM``, ``MAX_VOXEL_SIZE_MM``] mm.
 
     Raises
     ------
@@ -162,6 +187,12 @@ def check_geometry(affine: np.ndarray, header_zooms, path: Path) -> None:
                 path,
                 f"voxel size from the {name} is {_format_zooms(zooms)} mm; "
                 f"more than {MAX_VOXEL_SIZE_MM:g} mm is not a plausible MRI voxel (corrupt header?)",
+            )
+        if np.any(zooms < MIN_VOXEL_SIZE_MM):
+            raise InputDataError(
+                path,
+                f"voxel size from the {name} is {_format_zooms(zooms)} mm: voxel size {float(zooms.min()):g} mm "
+                f"is below the minimum {MIN_VOXEL_SIZE_MM:g} mm (corrupt header, or units other than mm?)",
             )
     if abs(np.linalg.det(affine[:3, :3])) < 1e-6:
         raise InputDataError(path, "the affine is singular (degenerate voxel axes)")

@@ -22,6 +22,7 @@ subject and flags
 :func:`qc_figure` draws axial / coronal / sagittal mid-slices of every subject (pages of
 ``max_per_page`` subjects). :func:`exclusions_table` turns the exclusion records of
 :mod:`brainuad.data.sources` into a table. :func:`write_dataset_qc` writes all three for one dataset.
+:func:`exclusion_summary` says, at the end of a run, how many subjects each dataset kept and excluded.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from brainuad import paths
 from brainuad.data.manifest import EXCLUSION_KEYS
 from brainuad.utils import read_json
 
@@ -41,6 +43,7 @@ __all__ = [
     "DEFAULT_OUTLIER_COLUMNS",
     "MAD_TO_SD",
     "dataset_exclusions",
+    "exclusion_summary",
     "exclusions_table",
     "flatten_qc",
     "qc_figure",
@@ -429,3 +432,54 @@ def write_dataset_qc(dataset: str, label: str, *, records: Sequence[str | Path],
                         overlays=pack["segs"][order] if pack["segs"].any() else None, highlight=flagged,
                         title=f"QC {label}: mid-slices (red titles: flagged; red contour: lesion label)")
     return qc, flagged, excluded, written
+
+
+def _rows(path: Path) -> pd.DataFrame:
+    if path.stat().st_size == 0:
+        return pd.DataFrame(columns=["subject", "stage"])
+    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+
+
+def exclusion_summary(datasets: Iterable[str], root: str | Path = ".") -> str:
+    """Subjects kept and excluded per dataset, from the exclusion tables of a results folder.
+
+    A dataset counts when its manifest exists. Its exclusions are those of the QC table
+    (``results/qc/<dataset>/exclusions.tsv``, every stage) when it is at least as new as the
+    manifest, else the manifest's (``results/data/<dataset>/exclusions.tsv``, before
+    pre-processing). Kept = manifest subjects not excluded by pre-processing.
+
+    Parameters
+    ----------
+    datasets : iterable of str
+        Dataset names (the config's ``datasets``).
+    root : str or Path
+        The workflow's working directory (the one holding ``results``).
+
+    Returns
+    -------
+    str
+        ``"Data: <n> of <total> subjects excluded"`` followed by one line per dataset, ``"  <dataset>:
+        <kept> of <total> subjects kept, <excluded> excluded (reasons: <exclusions.tsv>)"``; ``""`` when
+        no manifest exists.
+    """
+    root = Path(root)
+    lines, kept_total, excluded_total = [], 0, 0
+    for dataset in datasets:
+        manifest = root / paths.fill(paths.MANIFEST, dataset=dataset)
+        if not manifest.is_file():
+            continue
+        listed = len(_rows(manifest))
+        late = root / paths.fill(paths.QC_EXCLUSIONS, dataset=dataset)
+        source = late if late.is_file() and late.stat().st_mtime >= manifest.stat().st_mtime else (
+            root / paths.fill(paths.EXCLUSIONS, dataset=dataset))
+        excluded = _rows(source) if source.is_file() else pd.DataFrame(columns=["subject", "stage"])
+        kept = listed - int((excluded.get("stage", pd.Series(dtype=str)) == "preprocess").sum())
+        total = kept + len(excluded)
+        kept_total, excluded_total = kept_total + kept, excluded_total + len(excluded)
+        shown = source.relative_to(root) if source.is_relative_to(root) else source
+        lines.append(f"  {dataset}: {kept} of {total} subjects kept, {len(excluded)} excluded"
+                     + (f" (reasons: {shown})" if len(excluded) else ""))
+    if not lines:
+        return ""
+    header = f"Data: {excluded_total} of {kept_total + excluded_total} subjects excluded"
+    return "\n".join([header, *lines])

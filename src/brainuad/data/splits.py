@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from brainuad import paths
 from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit, train_test_split
 
 
@@ -20,6 +22,47 @@ def _count(value, n: int, what: str) -> int:
     if not 0 < k < n:
         raise ValueError(f"{what}={value!r} leaves no subjects on one side of the split (n={n})")
     return k
+
+
+def _fits(value, n: int) -> bool:
+    """Whether ``value`` (count or fraction, as in :func:`_count`) leaves subjects on both sides of ``n``."""
+    k = int(round(value * n)) if isinstance(value, float) and 0 < value < 1 else int(value)
+    return 0 < k < n
+
+
+def min_subjects(role: str, *, folds: int = 5, test=0.28, val=0.1, val_fraction=None) -> int:
+    """Fewest subjects the seeded splits of a dataset can be made from.
+
+    Healthy: the test set plus at least ``max(folds, 2)`` subjects for the folds (with
+    ``val_fraction``: a validation and a training subject each); pathology: a validation and a test
+    subject (``val`` as in :func:`pathology_splits`).
+    """
+    def enough(n: int) -> bool:
+        if role != "healthy":
+            return _fits(val, n)
+        if not _fits(test, n):
+            return False
+        rest = n - (int(round(test * n)) if isinstance(test, float) and 0 < test < 1 else int(test))
+        return rest >= max(folds, 2) and (val_fraction is None or _fits(val_fraction, rest))
+
+    return next(n for n in range(1, 1_000_000) if enough(n))
+
+
+def check_enough_subjects(count: int, dataset: str, role: str, *, folds: int = 5, test=0.28, val=0.1,
+                          val_fraction=None) -> None:
+    """Raise a ValueError saying how many subjects are left, how many the splits need and where the
+    excluded ones are listed, when ``count`` subjects are too few for :func:`min_subjects`."""
+    needed = min_subjects(role, folds=folds, test=test, val=val, val_fraction=val_fraction)
+    if count >= needed:
+        return
+    what = (f"a healthy test set (splits.healthy_test={test!r}) and {folds} folds (splits.folds"
+            + ("" if val_fraction is None else f", splits.val_fraction={val_fraction!r}") + ")"
+            if role == "healthy" else f"a validation set (val={val!r}) and a test set")
+    raise ValueError(
+        f"dataset {dataset}: {count} subject(s) left after exclusions, but {what} need at least {needed}; "
+        f"the excluded subjects and why are listed in {paths.fill(paths.EXCLUSIONS, dataset=dataset)} "
+        f"(manifest) and {paths.fill(paths.QC_EXCLUSIONS, dataset=dataset)} (every stage, written by the qc rule)"
+    )
 
 
 def age_strata(ages, bins: int, min_per_stratum: int) -> np.ndarray | None:

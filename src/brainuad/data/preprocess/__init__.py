@@ -8,6 +8,7 @@ registered or skull-stripped (manifest flags) skip those steps. The outputs are 
 
 Modules: :mod:`~brainuad.data.preprocess.options` (:class:`PreprocessOptions`, the config's
 ``preprocess`` section), :mod:`~brainuad.data.preprocess.steps` (the steps, in order),
+:mod:`~brainuad.data.preprocess.acceptance` (whether a subject is usable),
 :mod:`~brainuad.data.preprocess.ants_tools` (antspyx building blocks),
 :mod:`~brainuad.data.preprocess.arrays` (numpy array steps) and
 :mod:`~brainuad.data.preprocess.skull_strip` (the external skull-stripping tool). Every option,
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import ants
 
+from brainuad.data.preprocess.acceptance import check_acquisition, check_registration
 from brainuad.data.preprocess.ants_tools import (
     REG_MASK_MARGIN_MM,
     ants_to_nifti,
@@ -167,8 +169,10 @@ def preprocess_subject(
     Raises
     ------
     InputDataError
-        Invalid input image, label or brain mask (see :mod:`brainuad.data.nifti`), empty brain
-        mask after registration or skull stripping, constant intensities in the brain.
+        Invalid input image, label or brain mask (see :mod:`brainuad.data.nifti`); an almost empty,
+        too anisotropic or too small image, or a failed registration (see
+        :mod:`~brainuad.data.preprocess.acceptance`); empty brain mask after registration or skull
+        stripping, constant intensities in the brain.
     ValueError, RuntimeError
         Bad options; the external skull-stripping tool is missing or fails.
     """
@@ -182,6 +186,7 @@ def preprocess_subject(
                                      skull_stripped=skull_stripped, lesion_values=lesion_values,
                                      ignore_values=ignore_values, tmpdir=tmpdir, threads=threads)
     qc |= fragment
+    check_acquisition(subject.image, image_path, options)
     timer.lap("load")
     image = to_grid(subject, options)
     timer.lap("resample")
@@ -212,6 +217,8 @@ def preprocess_subject(
     timer.lap("crop")
     volumes, fragment = normalise_intensities(volumes, options, path=image_path)
     qc |= fragment
+    if not in_template_space:  # after normalisation: a constant image is reported as such
+        check_registration(abs(qc["registration_correlation_after_n4"]), image_path, options)
     timer.lap("normalise")
     volumes, affine = downsample_volumes(volumes, affine, options)
     timer.lap("downsample")

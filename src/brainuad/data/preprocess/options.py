@@ -9,6 +9,9 @@ from pathlib import Path
 from brainuad.data.preprocess.skull_strip import skull_strip_settings
 
 __all__ = [
+    "DEFAULT_MAX_VOXEL_ANISOTROPY",
+    "DEFAULT_MIN_NONZERO_FRACTION",
+    "DEFAULT_MIN_REGISTRATION_SIMILARITY",
     "DEFAULT_N4_OPTIONS",
     "DEFAULT_REG_ITERATIONS",
     "DEFAULT_REG_SAMPLING_RATE",
@@ -26,6 +29,16 @@ DEFAULT_REG_SHRINK_FACTORS: tuple[int, ...] = (4, 2, 1)
 DEFAULT_REG_SMOOTHING_SIGMAS: tuple[float, ...] = (2, 1, 0)
 #: Fraction of the (masked) template voxels sampled by the Mattes MI metric.
 DEFAULT_REG_SAMPLING_RATE = 0.1
+
+#: Acceptance floors / ceilings of a subject (see :mod:`brainuad.data.preprocess.acceptance`). |r| with
+#: the template: the smoke phantom subjects 0.28-0.83, the demo's 0.59-0.91 except three T2 subjects whose
+#: registration fails (healthy-004 0.042, ms-002 0.112, ms-005 0.001; brain volume 2900-3600 ml), scans with
+#: int16 spikes 0.006-0.19. The floor is off (0) so that the demo keeps those three; the QC flags them.
+#: The phantom's thick-slice subjects have 1 x 1 x 4 mm voxels (ratio 4); a skull-stripped brain fills
+#: about 10 % of a 1 mm head field of view.
+DEFAULT_MIN_REGISTRATION_SIMILARITY = 0.0
+DEFAULT_MAX_VOXEL_ANISOTROPY = 8.0
+DEFAULT_MIN_NONZERO_FRACTION = 0.01
 
 #: Keyword arguments for :func:`ants.n4_bias_field_correction`; any can be
 #: overridden through ``n4_options``. At 2 mm the cost is dominated by the
@@ -81,6 +94,14 @@ class PreprocessOptions:
         ``{"method": ..., "command": ...}``; given as ``"template"``, ``"none"``, ``"hd-bet"`` or
         a mapping and normalised by :func:`~brainuad.data.preprocess.skull_strip_settings`
         (which raises ``ValueError`` for a bad value).
+    min_registration_similarity : float
+        A registered subject whose |Pearson r| with the template inside its brain mask (the QC
+        column ``registration_similarity``) is below this is unusable (registration failed); 0
+        accepts every subject.
+    max_voxel_anisotropy : float
+        Largest accepted ratio of the raw image's largest to smallest voxel edge.
+    min_nonzero_fraction : float
+        Smallest accepted fraction of non-zero voxels in the raw image (below: almost empty).
     """
 
     spacing_mm: float = 2.0
@@ -98,6 +119,9 @@ class PreprocessOptions:
     downsample: float = 1.5
     slice_crop: int = 8
     skull_strip: str | Mapping[str, object] | None = "template"
+    min_registration_similarity: float = DEFAULT_MIN_REGISTRATION_SIMILARITY
+    max_voxel_anisotropy: float = DEFAULT_MAX_VOXEL_ANISOTROPY
+    min_nonzero_fraction: float = DEFAULT_MIN_NONZERO_FRACTION
 
     def __post_init__(self) -> None:
         for name in _SEQUENCE_FIELDS:

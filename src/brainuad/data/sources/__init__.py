@@ -31,8 +31,9 @@ layout says otherwise: non-binary labels are excluded), it has at least one lesi
 (``allow_empty_label=False``), and a shipped brain mask is on the image's grid, binary and not
 empty. ``check="header"`` reads only the headers (existence, 4D, voxel size, grid match; no
 truncation / NaN / label value checks) for a fast scan of a large distribution. ``strict=True``
-raises :class:`brainuad.errors.InputDataError` at the first bad subject instead. A missing or
-empty ``root`` always raises.
+raises one :class:`brainuad.errors.InputDataError` listing every bad subject (with their count)
+instead. A missing or empty ``root``, and two subject ids that become the same once sanitised,
+always raise.
 
 Common options (every source but the phantom)
 ---------------------------------------------

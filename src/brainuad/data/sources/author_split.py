@@ -21,8 +21,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from brainuad.data.sources.checks import Candidate, build_rows, check_root, common_policy, exclusion, resolve, stem
-from brainuad.data.sources.checks import subject_id
+from brainuad.data.sources.checks import Candidate, build_rows, check_root, common_policy, duplicate_id, exclusion
+from brainuad.data.sources.checks import id_collision, resolve, stem, subject_id
 from brainuad.data.sources.registry import register_source
 from brainuad.data.sources.tables import find_column, parse_age, parse_sex, read_table
 from brainuad.errors import InputDataError
@@ -120,8 +120,6 @@ def scan_author_split(root: str | Path, *, dataset: str, sequence: str = "t1", s
             image = _author_path(rec[img_col], root, strip_prefix)
             if image is None:
                 error = InputDataError(csv, f"line {number}: empty img_path")
-                if policy.strict:
-                    raise error
                 exclusions.append(exclusion(policy, f"{csv.name}:{number}", error))
                 continue
             name = _SEQUENCE_TAIL.sub("", stem(image.name))
@@ -129,25 +127,27 @@ def scan_author_split(root: str | Path, *, dataset: str, sequence: str = "t1", s
             if available is not None and not any(name in entry for entry in available):
                 error = InputDataError(csv, f"line {number}: {name} is not listed in {Path(available_list).name} "
                                             "(the author keeps only subjects listed there)")
-                if policy.strict:
-                    raise error
                 exclusions.append(exclusion(policy, subject, error))
                 continue
             image = _swap_sequence(image, csv_sequence.lower(), sequence)
             seg = _author_path(rec[seg_col], root, strip_prefix) if seg_col else None
             mask = _author_path(rec[mask_col], root, strip_prefix) if mask_col else None
             existing = candidates.get(subject)
+            location = f"{csv} line {number}"
             if existing is not None:
+                row = Candidate(subject, csv, name=name, location=location)
+                if id_collision(existing, row):
+                    raise duplicate_id(existing, row)
                 if existing.images.get(sequence) != image:
                     existing.problem = existing.problem or InputDataError(
-                        csv, f"line {number}: {subject} points to {image}, another CSV to "
+                        csv, f"line {number}: {subject} points to {image}, {existing.location} to "
                              f"{existing.images.get(sequence)}")
                 existing.split = ",".join(sorted(set(existing.split.split(",")) | {tag}, key=_split_order))
                 continue
             is_lesion = label_col is not None and str(rec[label_col]).strip() in ("1", "1.0")
             candidates[subject] = Candidate(
-                subject=subject, where=csv, images={sequence: image}, expected={sequence: str(image)}, seg=seg,
-                seg_expected=f"{csv} line {number} column seg_path", brain_mask=mask,
+                subject=subject, where=csv, name=name, location=location, images={sequence: image},
+                expected={sequence: str(image)}, seg=seg, seg_expected=f"{csv} line {number} column seg_path", brain_mask=mask,
                 age=parse_age(rec[age_col]) if age_col else "",
                 sex=parse_sex(rec[sex_col], numeric={1: "M", 2: "F"}) if sex_col else "",
                 split=tag, require_label=True if is_lesion else None,

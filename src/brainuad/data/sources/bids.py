@@ -67,7 +67,7 @@ def _bids_scan(root: Path, policy: Policy, *, suffixes: Mapping[str, str], entit
             several = len(sessions[ent["sub"]] - {""}) > 1
             name = f"sub-{key[0]}" + (f"_ses-{key[1]}" if key[1] and several else "")
             age, sex = demo.get(f"sub-{key[0]}", ("", ""))
-            candidates[key] = Candidate(subject=subject_id(name), where=path.parent, age=age, sex=sex)
+            candidates[key] = Candidate(subject=subject_id(name), where=path.parent, name=name, age=age, sex=sex)
             prefix = f"sub-{key[0]}" + (f"_ses-{key[1]}" if key[1] else "")
             for seq, suffix in suffixes.items():
                 extra = "".join(f"_{k}-{v}" for k, v in (entities or {}).items())

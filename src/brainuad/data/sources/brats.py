@@ -71,7 +71,7 @@ def scan_brats(root: str | Path, *, sequence: str = "t2", require_all_sequences:
         if candidate is None:
             age, sex = demo.get(subject_id(match["subject"]), ("", ""))
             candidate = subjects[key] = Candidate(subject=subject_id(match["subject"]), where=path.parent,
-                                                   age=age, sex=sex)
+                                                   name=match["subject"], age=age, sex=sex)
             for seq in _BRATS_SEQUENCES:
                 candidate.expected[seq] = str(path.parent / f"{match['subject']}_{seq}.nii.gz")
             candidate.seg_expected = str(path.parent / f"{match['subject']}_seg.nii.gz")

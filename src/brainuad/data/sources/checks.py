@@ -72,6 +72,8 @@ class Candidate:
 
     subject: str
     where: Path  # folder (or table) the subject was found in; named when no file can be
+    name: str = ""  # the id as found, before subject_id() replaced characters ("" = subject)
+    location: str = ""  # table kinds: "<table> line <n>" of the row the subject was read from
     images: dict[str, Path] = field(default_factory=dict)  # sequence -> file
     expected: dict[str, str] = field(default_factory=dict)  # sequence -> what was looked for
     seg: Path | None = None
@@ -268,9 +270,40 @@ def exclusion(policy: Policy, subject: str, error: InputDataError) -> dict[str, 
     return {"source": policy.source, "subject": subject, "file": error.path, "reason": str(error)}
 
 
+def id_collision(first: Candidate, second: Candidate) -> bool:
+    """Whether two candidates got the same subject id only because :func:`subject_id` replaced characters."""
+    return (first.name or first.subject) != (second.name or second.subject)
+
+
+def duplicate_id(first: Candidate, second: Candidate) -> InputDataError:
+    """The error for two candidates with the same subject id, naming where both were found.
+
+    A collision made by :func:`subject_id` names both original ids; in a table (``location`` set) both
+    lines; in a folder layout both folders.
+    """
+    places = [c.location or str(c.where) for c in (first, second)]
+    if id_collision(first, second):
+        return InputDataError(second.location or second.where,
+                              f"subject ids {first.name or first.subject!r} ({places[0]}) and "
+                              f"{second.name or second.subject!r} ({places[1]}) both become {second.subject} once "
+                              "characters outside [A-Za-z0-9_.+-] are replaced by _; rename one of them")
+    if second.location:
+        return InputDataError(second.where, f"subject id {second.name or second.subject!r} occurs twice: "
+                                            f"{places[0]} and {places[1]}; give every row its own subject id")
+    return InputDataError(second.where, f"subject id {second.subject} occurs twice: at {places[0]} and at "
+                                        f"{places[1]}; point root at one copy of the data")
+
+
 def build_rows(candidates: list[Candidate], policy: Policy, root: Path,
            exclusions: list[dict] | None = None) -> tuple[list[dict], list[dict]]:
-    """Validate every candidate; duplicates and bad subjects go to the exclusions."""
+    """Validate every candidate; duplicates and bad subjects go to the exclusions.
+
+    Raises
+    ------
+    InputDataError
+        No candidate at all; two subject ids that collide after :func:`subject_id` (always); with
+        ``policy.strict``, one error listing every excluded subject (:func:`strict_error`).
+    """
     exclusions = list(exclusions or [])
     if not candidates and not exclusions:
         raise InputDataError(root, f"no {policy.kind} subjects found below this folder; see the layout in "
@@ -280,10 +313,8 @@ def build_rows(candidates: list[Candidate], policy: Policy, root: Path,
     unique = []
     for candidate in candidates:
         if candidate.subject in seen:
-            other = seen[candidate.subject]
-            error = InputDataError(candidate.where, f"subject id {candidate.subject} occurs twice (also at "
-                                                    f"{other.where}); point root at one copy of the data")
-            if policy.strict:
+            error = duplicate_id(seen[candidate.subject], candidate)
+            if id_collision(seen[candidate.subject], candidate):
                 raise error
             exclusions.append(exclusion(policy, candidate.subject, error))
             continue
@@ -294,8 +325,6 @@ def build_rows(candidates: list[Candidate], policy: Policy, root: Path,
         try:
             return _validate(candidate, policy), None
         except InputDataError as error:
-            if policy.strict:
-                raise
             return None, exclusion(policy, candidate.subject, error)
 
     if policy.workers > 1 and len(unique) > 1:
@@ -305,7 +334,16 @@ def build_rows(candidates: list[Candidate], policy: Policy, root: Path,
         results = [run(c) for c in unique]
     rows = [row for row, _ in results if row is not None]
     exclusions += [bad for _, bad in results if bad is not None]
+    if policy.strict and exclusions:
+        raise strict_error(root, policy, exclusions, len(rows))
     return rows, exclusions
+
+
+def strict_error(root: Path, policy: Policy, exclusions: list[dict], usable: int) -> InputDataError:
+    """One error listing every bad subject of a ``strict`` source (subject, file and reason each)."""
+    listed = "".join(f"\n  - {bad['subject']}: {bad['reason']}" for bad in exclusions)
+    return InputDataError(root, f"{len(exclusions)} subject(s) of this {policy.kind} data set cannot be used "
+                                f"({usable} can); strict: true stops the run, without it they are excluded:{listed}")
 
 
 def common_policy(kind: str, sequence: str, options: dict, **defaults) -> Policy:

@@ -66,7 +66,8 @@ def scan_csv(root: str | Path, *, sequence: str = "t1", table: str | Path | None
     for number, rec in enumerate(data.to_dict("records"), start=2):  # line 1 = header
         if not str(rec[subject_col]).strip():
             continue
-        candidate = Candidate(subject=subject_id(rec[subject_col]), where=root)
+        name = str(rec[subject_col]).strip()
+        candidate = Candidate(subject=subject_id(name), where=root, name=name, location=f"{root} line {number}")
         for seq, col in columns.items():
             candidate.expected[seq] = f"{root} line {number} column {col or 'image_' + seq}"
             if col is not None and str(rec[col]).strip():

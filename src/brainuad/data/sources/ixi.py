@@ -88,7 +88,7 @@ def scan_ixi(root: str | Path, *, sequence: str = "t1", demographics: str | Path
         candidate = subjects.get(name)
         if candidate is None:
             age, sex = demo.get(int(match["number"]), ("", ""))
-            candidate = subjects[name] = Candidate(subject=subject_id(name), where=path.parent, age=age, sex=sex)
+            candidate = subjects[name] = Candidate(subject=subject_id(name), where=path.parent, name=name, age=age, sex=sex)
         seq = match["seq"].lower()
         if seq in candidate.images:
             candidate.problem = InputDataError(path, f"second {seq.upper()} file of {name} (also "

@@ -71,7 +71,7 @@ def scan_mslub(root: str | Path, *, sequence: str = "t2", globs: Mapping[str, st
                       if p.is_dir()})
     candidates = []
     for folder in folders:
-        candidate = Candidate(subject=subject_id(folder.name), where=folder)
+        candidate = Candidate(subject=subject_id(folder.name), where=folder, name=folder.name)
         candidate.age, candidate.sex = demo.get(candidate.subject, ("", ""))
         for seq, pattern in patterns.items():
             candidate.expected[seq] = str(folder / pattern)

@@ -141,6 +141,6 @@ def scan(kind: str, root: str | Path, **options) -> tuple[list[dict], list[dict]
     TypeError
         Unknown option.
     InputDataError
-        Missing root, no subject found, unreadable table; any bad subject with ``strict=True``.
+        Missing root, no subject found, unreadable table; with ``strict=True`` one error listing every bad subject.
     """
     return _source(kind).scan(root, **options)

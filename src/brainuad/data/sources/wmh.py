@@ -73,8 +73,9 @@ def scan_wmh(root: str | Path, *, sequence: str = "t1", other_pathology: str = "
     candidates = []
     for folder in sorted(folders):
         relative = folder.relative_to(root).parts if folder != root else (folder.name,)
-        subject = subject_id("_".join(relative))
-        candidate = Candidate(subject=subject, where=folder, seg_expected=str(folder / label_name))
+        found = "_".join(relative)
+        subject = subject_id(found)
+        candidate = Candidate(subject=subject, where=folder, name=found, seg_expected=str(folder / label_name))
         candidate.age, candidate.sex = demo.get(subject, ("", ""))
         for seq, name in names.items():
             path = folder / image_dir / name
