@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from brainuad import conventions as conv
 from brainuad import paths
 from brainuad.catalog import LEARNING_FREE
 from brainuad.reporting.tables import row_label, row_scoring, table_row
@@ -172,6 +173,8 @@ class Study:
         self.datasets = config["datasets"]
         self.models = config["models"]
         inherit_weights_from(self.models)
+        #: the conventions in force: ``preset`` and every switch (:func:`brainuad.conventions.resolve`)
+        self.conventions = conv.resolve(config.get("conventions"))
         self.scoring_sweeps = config.get("scoring_sweeps", {})
         self.scorings = self._expand_scorings()
         self.tables = config["tables"]
@@ -207,6 +210,32 @@ class Study:
             for value in sweep["values"]:
                 scorings[self.sweep_value_id(sweep, value)] = {**configured[sweep["scoring"]], sweep["param"]: value}
         return scorings
+
+    def scoring_params(self, scoring: str) -> dict:
+        """The ``score`` rule's parameters of a scoring id: its entry plus, for a scoring that computes an
+        SSIM, the SSIM switches of ``conventions`` under the function's keyword names (a key the entry sets
+        itself wins). Scorings without an SSIM (l1, native, ...) get no switch, so changing one reruns only
+        the SSIM scorings."""
+        entry = self.scorings[scoring]
+        extra = conv.scoring_kwargs(entry["name"], self.conventions) if conv.scoring_uses_ssim(entry) else {}
+        return canon({**extra, **entry})
+
+    def evaluation_conventions(self, dataset: str) -> dict:
+        """The switches of ``conventions`` the ``evaluate`` rule of ``dataset`` uses: the post-processing order
+        for a healthy dataset; also the component rule, AUPRC region and threshold ties for a pathology one."""
+        healthy = self.datasets[dataset]["role"] == "healthy"
+        return conv.subset(self.conventions, conv.HEALTHY_SWITCHES if healthy else conv.EVALUATION_SWITCHES)
+
+    def figure_conventions(self) -> dict:
+        """The switches of ``conventions`` the qualitative and MHD figures use (order, component rule)."""
+        return conv.subset(self.conventions, conv.FIGURE_SWITCHES)
+
+    def conventions_provenance(self) -> list[tuple[str, str, str]]:
+        """``(switch, value, where from)`` of every switch, for the report's provenance page; where from is
+        ``preset <name>`` or ``set in config``."""
+        own = conv.overridden(self.config.get("conventions"))
+        return [(key, self.conventions[key], "set in config" if key in own else f"preset {self.conventions['preset']}")
+                for key in conv.SWITCHES]
 
     def sweep_runs(self, name: str) -> dict[str, dict]:
         """``{run id: overrides}`` of model sweep ``name`` (its table is read once)."""

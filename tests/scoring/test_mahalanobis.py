@@ -138,7 +138,7 @@ def test_postprocessing_order_matches_public_pipeline(name):
         v = (v - v.min()) / (v.max() - v.min())
         v = ndi.gaussian_filter(v, 1.0)
         s = structural_similarity(img32[b, 0], mu[b, 0], data_range=1.0, gaussian_weights=True, sigma=1.0,
-                                  use_sample_covariance=True, full=True)[1]
+                                  use_sample_covariance=False, full=True)[1]  # the default conventions
         expected = v * (1 - s) * mask[b, 0]
         np.testing.assert_allclose(out[b, 0], expected, atol=1e-5)
 
@@ -176,3 +176,22 @@ def test_validation():
         score("mhd_full", img, rec, mask, term="bogus")
     with pytest.raises(ValueError):
         score("mhd_full", img[:, :, 0], rec[:, :, :, 0], mask[:, :, 0], dims=3)
+
+
+@pytest.mark.parametrize("name", ["mhd_diag", "mhd_full"])
+def test_ssim_factor_follows_the_conventions(name):
+    """The (1 - SSIM) factor uses ssim_covariance / ssim_padding (config `conventions`); the MHD part does not."""
+    from brainuad.scoring.ssim import ssim_map
+
+    img, rec, mask = _volume_inputs(shape=(1, 1, 10, 14, 12))
+    no_ssim = dict(combine_ssim=False)
+    mu = rec.astype(np.float32).mean(0)
+    outs = {}
+    for cov, pad in (("population", "mirror"), ("sample", "reflect")):
+        out = score(name, img, rec, mask, ssim_covariance=cov, ssim_padding=pad)
+        base = score(name, img, rec, mask, ssim_covariance=cov, ssim_padding=pad, **no_ssim)
+        s = ssim_map(img.astype(np.float32), mu, 1.0, 1.0, dims=3, covariance=cov, padding=pad)
+        np.testing.assert_allclose(out, base * (1 - s) * mask, atol=1e-6)
+        outs[cov] = (out, base)
+    np.testing.assert_array_equal(outs["population"][1], outs["sample"][1])  # the MHD part is the same
+    assert np.abs(outs["population"][0] - outs["sample"][0]).max() > 1e-4

@@ -22,10 +22,11 @@ from brainuad.scoring.ssim import (
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 
 
-def _sk_ssim(a, b, sigma, data_range=1.0):
-    """scikit-image's full SSIM map with the settings the spec fixes."""
+def _sk_ssim(a, b, sigma, data_range=1.0, sample=False):
+    """scikit-image's full SSIM map with the settings the spec fixes (reflect boundary; population
+    covariance = the library default, or ``sample=True``: N / (N - 1))."""
     return structural_similarity(
-        a, b, data_range=data_range, gaussian_weights=True, sigma=sigma, use_sample_covariance=True, full=True
+        a, b, data_range=data_range, gaussian_weights=True, sigma=sigma, use_sample_covariance=sample, full=True
     )[1]
 
 
@@ -202,3 +203,113 @@ def test_ssim_maps_multi_shape_and_validation():
         ssim_maps(x, x[..., :-1], (1.0,), 1.0, 2)
     with pytest.raises(ValueError):
         ssim_maps(x, x, (1.0,), "max", 2)
+
+
+# --------------------------------------------------------------------------------------------
+# conventions (config `conventions`): covariance population | sample, padding mirror | reflect
+# --------------------------------------------------------------------------------------------
+def _wang_ssim(a, b, sigma, data_range=1.0):
+    """Plain numpy/scipy SSIM of Wang et al. 2004 with a Gaussian window: normalised weights
+    exp(-k^2 / 2 sigma^2) over |k| <= int(3.5 sigma + 0.5) along every axis, Gaussian-weighted moments
+    (no N / (N - 1)), scipy "mirror" boundary (= torch reflect padding, the author's code)."""
+    r = int(3.5 * sigma + 0.5)
+    w = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    w /= w.sum()
+
+    def f(z):
+        for ax in range(z.ndim):
+            z = ndi.correlate1d(z, w, axis=ax, mode="mirror")
+        return z
+
+    mx, my = f(a), f(b)
+    sxx, syy, sxy = f(a * a) - mx**2, f(b * b) - my**2, f(a * b) - mx * my
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    return ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
+
+
+@pytest.mark.parametrize("sigma", [0.3, 0.7, 1.0, 1.7])
+def test_population_mirror_equals_plain_wang_ssim_2d(sigma):
+    a, b = _pair((41, 37), seed=3)
+    out = ssim_map(a, b, sigma=sigma, data_range=1.0, dims=2, covariance="population", padding="mirror")
+    np.testing.assert_allclose(out, _wang_ssim(a, b, sigma), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 1.5])
+def test_population_mirror_equals_plain_wang_ssim_3d(sigma):
+    a, b = _pair((15, 19, 17), seed=4)
+    out = ssim_map(a, b, sigma=sigma, data_range=1.0, dims=3, covariance="population", padding="mirror")
+    np.testing.assert_allclose(out, _wang_ssim(a, b, sigma), atol=1e-6, rtol=0)
+    # ... and it is not the scikit-image convention (which the switches give back, next test)
+    assert np.abs(out - _sk_ssim(a, b, sigma, sample=True)).max() > 1e-3
+
+
+@pytest.mark.parametrize("dims, shape", [(2, (41, 37)), (3, (15, 19, 17))])
+@pytest.mark.parametrize("sigma", [0.5, 1.0])
+def test_sample_reflect_equals_skimage(dims, shape, sigma):
+    a, b = _pair(shape, seed=5)
+    out = ssim_map(a, b, sigma=sigma, data_range=1.0, dims=dims, covariance="sample", padding="reflect")
+    np.testing.assert_allclose(out, _sk_ssim(a, b, sigma, sample=True), atol=1e-6, rtol=0)
+
+
+def test_edge_voxel_by_hand_padding_and_covariance():
+    """x = 1 in the first column, 0 elsewhere; y = 0. sigma = 0.3: radius 1, weights (e, 1, e) / (1 + 2 e)
+    with e = exp(-1 / 0.18). At a first-column voxel (away from the first/last row) the window sees
+    columns (pad, 0, 1): ``reflect`` pads with column 0 (x = 1), ``mirror`` with column 1 (x = 0). With
+    y = 0: SSIM = C1 / (mu_x^2 + C1) * C2 / (s_x^2 + C2), mu_x = E[x] = E[x^2] (x is binary), s_x^2 = mu_x - mu_x^2
+    (population) or times 9 / 8 (sample, N = 3 x 3 window voxels)."""
+    x = np.zeros((5, 6))
+    x[:, 0] = 1.0
+    y = np.zeros_like(x)
+    e = np.exp(-1 / 0.18)
+    wc, ws = 1 / (1 + 2 * e), e / (1 + 2 * e)
+    c1, c2 = 0.01**2, 0.03**2
+
+    def hand(mu, scale=1.0):
+        return c1 / (mu**2 + c1) * c2 / (scale * (mu - mu**2) + c2)
+
+    mu = {"reflect": wc + ws, "mirror": wc}
+    for padding in ("reflect", "mirror"):
+        for covariance, scale in (("population", 1.0), ("sample", 9 / 8)):
+            out = ssim_map(x, y, sigma=0.3, data_range=1.0, dims=2, covariance=covariance, padding=padding)
+            np.testing.assert_allclose(out[2, 0], hand(mu[padding], scale), rtol=1e-10)
+    assert not np.isclose(hand(mu["reflect"]), hand(mu["mirror"]))  # the edge voxel tells them apart
+    # away from the edge (columns >= 2) the window sees no padding: the two boundaries agree
+    np.testing.assert_allclose(ssim_map(x, y, 0.3, 1.0, 2, padding="reflect")[1:4, 2:5],
+                               ssim_map(x, y, 0.3, 1.0, 2, padding="mirror")[1:4, 2:5], atol=1e-15)
+
+
+@pytest.mark.parametrize("n, sigma", [(9, 1.0), (3, 2.0), (1, 1.0)])
+def test_mirror_filter_matches_scipy_and_torch_pad(n, sigma):
+    """mode "mirror" = scipy mirror for any radius (also longer than the axis) = torch's reflect padding."""
+    rng = np.random.default_rng(0)
+    x = rng.random((2, n))
+    out = gaussian_filter_multi(torch.as_tensor(x), (sigma,), dims=1, truncate=3.5, mode="mirror")[0].numpy()
+    ref = ndi.gaussian_filter1d(x, sigma, axis=-1, truncate=3.5, mode="mirror")
+    np.testing.assert_allclose(out, ref, atol=1e-12)
+    r = int(3.5 * sigma + 0.5)
+    if r < n:  # torch allows reflect padding only up to n - 1
+        padded = torch.nn.functional.pad(torch.as_tensor(x)[None], (r, r), mode="reflect")[0]
+        w = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+        conv = np.stack([np.convolve(row, w / w.sum(), mode="valid") for row in padded.numpy()])
+        np.testing.assert_allclose(out, conv, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["ssim", "mean_ssim", "ssim_ens"])
+def test_registered_ssim_scores_take_the_conventions(name):
+    img, rec, _ = _volume_inputs(shape=(1, 1, 9, 12, 11), n_rec=2)
+    mask = np.ones(img.shape, dtype=bool)  # edge voxels included: there the paddings differ most
+    kw = {"sigmas": [1.0]} if name == "ssim_ens" else {"sigma": 1.0}
+    out = score(name, img, rec, mask, covariance="population", padding="mirror", **kw)
+    mean = rec.astype(np.float32).mean(0).astype(np.float64)[0, 0]
+    ref = (1 - _wang_ssim(img[0, 0].astype(np.float32).astype(np.float64), mean, 1.0)) * mask[0, 0]
+    np.testing.assert_allclose(out[0, 0], ref, atol=1e-4)  # float32 (ssim_maps docstring: ~1e-4)
+    other = score(name, img, rec, mask, covariance="sample", padding="reflect", **kw)
+    assert np.abs(other - out).max() > 1e-3
+
+
+def test_unknown_conventions_raise():
+    x = torch.zeros(1, 1, 8, 8)
+    with pytest.raises(ValueError, match="covariance must be one of"):
+        ssim_maps(x, x, (1.0,), 1.0, 2, covariance="unbiased")
+    with pytest.raises(ValueError, match="padding must be one of"):
+        ssim_maps(x, x, (1.0,), 1.0, 2, padding="edge")

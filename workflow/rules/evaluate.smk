@@ -19,5 +19,6 @@ rule evaluate:
         role=lambda wc: DATASETS[wc.dataset]["role"],
         options=canon(config["evaluation"]),
         samples=lambda wc: SCORINGS[wc.scoring].get("samples"),
+        conventions=lambda wc: STUDY.evaluation_conventions(wc.dataset),
     script:
         "../scripts/evaluate.py"

@@ -36,6 +36,7 @@ rule qualitative_figure:
         datasets=canon(DATASETS),
         run=RUN,
         options=canon(config["evaluation"]),
+        conventions=STUDY.figure_conventions(),
         histogram_bins=lambda wc: STUDY.qualitative[wc.table].get("histogram_bins", 500),
     script:
         "../scripts/make_qualitative_figure.py"
@@ -71,6 +72,8 @@ rule report:
         title=config["report"]["title"],
         datasets=canon(DATASETS),
         config=canon(config),
+        conventions=STUDY.conventions_provenance(),
+        preset=STUDY.conventions["preset"],
         benchmarks=paths.BENCHMARKS,
     script:
         "../scripts/make_report.py"
@@ -111,6 +114,7 @@ rule mhd_figure:
     params:
         spec=canon(config["report"].get("mhd_figure", {})),
         options=canon(config["evaluation"]),
+        conventions=STUDY.figure_conventions(),
     script:
         "../scripts/make_mhd_figure.py"
 

@@ -14,6 +14,6 @@ rule score:
     conda:
         "../../envs/torch.yaml"
     params:
-        scoring=lambda wc: canon(SCORINGS[wc.scoring]),
+        scoring=lambda wc: STUDY.scoring_params(wc.scoring),  # entry + SSIM conventions of SSIM scorings
     script:
         "../scripts/score.py"

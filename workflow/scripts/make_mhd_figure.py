@@ -7,5 +7,6 @@ log = log_to(snakemake.log[0])
 i = snakemake.input
 subject, sl, pixel = write_mhd_figure(snakemake.output[0], snakemake.params.spec, snakemake.params.options,
                                       recon=i.recon, volumes=i.volumes, threshold=i.threshold,
-                                      maps={key: i[key] for key in ("mean", "diag", "full")})
+                                      maps={key: i[key] for key in ("mean", "diag", "full")},
+                                      conventions=snakemake.params.conventions)
 log.info("subject %s slice %d pixel %s", subject, sl, pixel)

@@ -6,5 +6,6 @@ from brainuad.utils import log_to
 log = log_to(snakemake.log[0])
 p = snakemake.params
 n = write_qualitative_figure(snakemake.output[0], p.table, p.spec["fold"], options=p.options, models=p.models,
-                             datasets=p.datasets, run=p.run, histogram_bins=p.histogram_bins)
+                             datasets=p.datasets, run=p.run, histogram_bins=p.histogram_bins,
+                             conventions=p.conventions)
 log.info("%d qualitative panels for table %s", n, snakemake.wildcards.table)

@@ -10,6 +10,6 @@ i, p = snakemake.input, snakemake.params
 write_report(snakemake.output[0], captions=i.captions, tables=i.tables, inference=i.inference, figures=i.figures,
              qc_tables=i.qc_tables, qc_exclusions=i.qc_exclusions, qc_figures=i.qc_figures, table_specs=p.tables,
              qualitative=p.qualitative, inference_time=p.inference_time, sweeps=p.sweeps, datasets=p.datasets,
-             title=p.title, config=p.config, benchmarks=p.benchmarks,
+             title=p.title, config=p.config, benchmarks=p.benchmarks, preset=p.preset, conventions=p.conventions,
              configfiles=getattr(snakemake, "configfiles", []))
 log.info("report written to %s", Path(snakemake.output[0]).resolve())

@@ -127,8 +127,13 @@ def pooled_auprc(maps: Sequence, segs: Sequence, masks: Sequence | None = None) 
     return float(average_precision_score(y, np.concatenate(scores)))
 
 
+AUPRC_REGIONS = ("brain", "volume")
+"""Voxels the AUPRC is computed over (:func:`segmentation_metrics`)."""
+
+
 def segmentation_metrics(amap_pp, seg, mask, threshold: float, *, min_component: int | None = 7,
-                         connectivity: int = 3) -> dict:
+                         connectivity: int = 3, component_rule: str = "fewer_than",
+                         auprc_region: str = "brain") -> dict:
     """One row of the per-subject segmentation table.
 
     Parameters
@@ -145,20 +150,27 @@ def segmentation_metrics(amap_pp, seg, mask, threshold: float, *, min_component:
         Connected components with fewer voxels are removed before scoring; 0/None keeps all.
     connectivity : int, default 3
         Component connectivity (26-connectivity in 3D).
+    component_rule : {"fewer_than", "filled_at_most"}, default "fewer_than"
+        See :func:`brainuad.evaluation.postprocess.remove_small_components`.
+    auprc_region : {"brain", "volume"}, default "brain"
+        AUPRC over the brain-mask voxels or over every voxel of the volume (the author's code).
 
     Returns
     -------
     dict
         ``dice``, ``precision``, ``recall`` (= TPR), computed over the whole volume;
         ``fpr`` = false positives inside the brain mask / healthy brain voxels (brain mask minus
-        lesion; NaN if there are none); ``auprc`` over the brain voxels on the non-binarised
+        lesion; NaN if there are none); ``auprc`` over ``auprc_region`` on the non-binarised
         map (:func:`auprc`); counts ``tp``, ``fp``, ``fn``, ``lesion_voxels`` (all lesion voxels)
         and ``predicted_voxels``, so pooled scores can be computed from the table.
         dice/precision/recall/auprc are NaN for a subject without lesion voxels.
     """
     _check_shapes(amap_pp=amap_pp, seg=seg, mask=mask)
+    if auprc_region not in AUPRC_REGIONS:
+        raise ValueError(f"auprc_region must be one of {AUPRC_REGIONS}, got {auprc_region!r}")
     s, m = as_bool(seg), as_bool(mask)
-    pred = binarize(amap_pp, threshold, min_component=min_component, connectivity=connectivity)
+    pred = binarize(amap_pp, threshold, min_component=min_component, connectivity=connectivity,
+                    component_rule=component_rule)
     tp = int(np.count_nonzero(pred & s))
     n_pred = int(np.count_nonzero(pred))
     n_les = int(np.count_nonzero(s))
@@ -177,7 +189,7 @@ def segmentation_metrics(amap_pp, seg, mask, threshold: float, *, min_component:
         "precision": precision,
         "recall": recall,
         "fpr": fp_brain / n_healthy if n_healthy else nan,
-        "auprc": auprc(amap_pp, s, m) if n_les else nan,
+        "auprc": auprc(amap_pp, s, m if auprc_region == "brain" else None) if n_les else nan,
         "tp": tp,
         "fp": n_pred - tp,
         "fn": n_les - tp,

@@ -10,6 +10,10 @@ The protocol applies, to every 3D anomaly map and in this order:
 Steps 1-2 are :func:`postprocess`; steps 3-4 are :func:`binarize`. Thresholds are searched on
 maps after steps 1-2 (see :mod:`brainuad.evaluation.threshold`).
 
+Two conventions of the author's public code differ from this text and have switches (config
+``conventions``, :mod:`brainuad.conventions`): ``order="mask_first"`` swaps steps 1 and 2, and
+``rule="filled_at_most"`` removes the components whose hole-filled size is at most the minimum size.
+
 Conventions
 -----------
 A volume is an array of shape (D, H, W) with D the axial slices (axis 0). Anomaly maps are
@@ -21,9 +25,15 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from skimage.measure import label
+from skimage.measure import label, regionprops
 
-__all__ = ["as_bool", "postprocess", "binarize", "remove_small_components", "erode_mask"]
+__all__ = ["as_bool", "postprocess", "binarize", "remove_small_components", "erode_mask", "ORDERS", "COMPONENT_RULES"]
+
+ORDERS = ("median_first", "mask_first")
+"""Orders of protocol steps 1-2 (:func:`postprocess`)."""
+
+COMPONENT_RULES = ("fewer_than", "filled_at_most")
+"""Small-component rules (:func:`remove_small_components`)."""
 
 
 def as_bool(a) -> np.ndarray:
@@ -69,8 +79,8 @@ def erode_mask(mask, iterations: int = 3, *, mode: str = "2d") -> np.ndarray:
 
 
 def postprocess(amap, mask=None, *, median: int | None = 5, erode: int | None = 3,
-                erode_mode: str = "2d") -> np.ndarray:
-    """Protocol steps 1-2: median filter, then multiplication by the eroded brain mask.
+                erode_mode: str = "2d", order: str = "median_first") -> np.ndarray:
+    """Protocol steps 1-2: median filter, then multiplication by the eroded brain mask (or the reverse).
 
     Parameters
     ----------
@@ -86,57 +96,83 @@ def postprocess(amap, mask=None, *, median: int | None = 5, erode: int | None = 
         by the un-eroded mask.
     erode_mode : {"2d", "3d"}, default "2d"
         Per-axial-slice 2D erosion (public code) or 3D erosion; see :func:`erode_mask`.
+    order : {"median_first", "mask_first"}, default "median_first"
+        ``"median_first"``: median filter, then the eroded mask (the thesis text);
+        ``"mask_first"``: the eroded mask, then the median filter (the author's code): the median can
+        then leave non-zero values just outside the eroded mask (where most of a window is inside).
 
     Returns
     -------
     ndarray, (D, H, W)
-        A new float array (the input is not modified), zero outside the eroded mask.
+        A new float array (the input is not modified); zero outside the eroded mask for
+        ``"median_first"``.
     """
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
     a = np.asarray(amap)
     if a.ndim != 3:
         raise ValueError(f"anomaly map must be a 3D volume (D, H, W), got shape {a.shape}")
     out = a.astype(np.result_type(a.dtype, np.float32), copy=True)
-    if median:
-        out = ndimage.median_filter(out, size=int(median))
+    eroded = None
     if mask is not None:
         m = np.asarray(mask)
         if m.shape != a.shape:
             raise ValueError(f"mask shape {m.shape} differs from anomaly map shape {a.shape}")
-        out *= erode_mask(m, erode, mode=erode_mode)
+        eroded = erode_mask(m, erode, mode=erode_mode)
+    if eroded is not None and order == "mask_first":
+        out *= eroded
+    if median:
+        out = ndimage.median_filter(out, size=int(median))
+    if eroded is not None and order == "median_first":
+        out *= eroded
     return out
 
 
-def remove_small_components(binary, min_size: int, connectivity: int = 3) -> np.ndarray:
-    """Remove connected components with fewer than ``min_size`` voxels.
+def remove_small_components(binary, min_size: int, connectivity: int = 3, rule: str = "fewer_than") -> np.ndarray:
+    """Remove small connected components.
 
     Parameters
     ----------
     binary : ndarray, (D, H, W) (any dimension works)
         Binary map, non-zero = foreground.
     min_size : int
-        Components with ``size < min_size`` are removed, those with ``size >= min_size`` kept
-        (the thesis: "fewer than 7 voxels" are removed). 0 or None keeps everything.
+        The size limit; 0 or None keeps everything.
     connectivity : int, default 3
         Maximum number of orthogonal hops between neighbours, as in
         ``skimage.measure.label``: 1 = 6-connectivity, 3 = 26-connectivity in 3D (diagonally
         corner-touching voxels are joined). Must not exceed ``binary.ndim``.
+    rule : {"fewer_than", "filled_at_most"}, default "fewer_than"
+        ``"fewer_than"``: components with ``size < min_size`` are removed, ``size >= min_size`` kept
+        (the thesis: "fewer than 7 voxels" are removed). ``"filled_at_most"``: components whose
+        hole-filled size (``skimage.measure.regionprops(...).area_filled``, holes filled in the
+        component's bounding box) is ``<= min_size`` are removed (the author's code:
+        ``filled_area <= 7``); a 7-voxel component goes, a ring of 8 voxels around one hole (filled
+        size 9) stays.
 
     Returns
     -------
     ndarray of bool, same shape as ``binary``
     """
+    if rule not in COMPONENT_RULES:
+        raise ValueError(f"component rule must be one of {COMPONENT_RULES}, got {rule!r}")
     b = as_bool(binary)
     if not min_size or not b.any():
         return b.copy()
     labels = label(b, connectivity=connectivity)
     sizes = np.bincount(labels.ravel())
-    keep = sizes >= int(min_size)
+    if rule == "fewer_than":
+        keep = sizes >= int(min_size)
+    else:
+        keep = sizes > int(min_size)  # the filled size is at least the size: only these can go
+        for prop in regionprops(labels):
+            if not keep[prop.label]:
+                keep[prop.label] = prop.area_filled > int(min_size)
     keep[0] = False  # background
     return keep[labels]
 
 
 def binarize(amap, threshold: float, *, min_component: int | None = 7,
-             connectivity: int = 3) -> np.ndarray:
+             connectivity: int = 3, component_rule: str = "fewer_than") -> np.ndarray:
     """Protocol steps 3-4: threshold the (post-processed) map and drop small components.
 
     Parameters
@@ -151,6 +187,8 @@ def binarize(amap, threshold: float, *, min_component: int | None = 7,
         0 or None skips the step.
     connectivity : int, default 3
         Component connectivity (3 = 26-connectivity in 3D).
+    component_rule : {"fewer_than", "filled_at_most"}, default "fewer_than"
+        See :func:`remove_small_components`.
 
     Returns
     -------
@@ -158,5 +196,5 @@ def binarize(amap, threshold: float, *, min_component: int | None = 7,
     """
     b = np.asarray(amap) > threshold
     if min_component:
-        b = remove_small_components(b, min_component, connectivity=connectivity)
+        b = remove_small_components(b, min_component, connectivity=connectivity, rule=component_rule)
     return b

@@ -4,7 +4,9 @@ thresholds, and compute one metrics row per subject.
 Pathology datasets (thesis Ch3.2): the DICE threshold comes from the search on the pooled unhealthy
 *validation* maps and is applied to the test maps; [DICE] (``dice_oracle``) uses the threshold that the
 same search finds on the pooled *test* maps (an upper bound). AUPRC per volume on the post-processed,
-non-binarised map inside the brain mask, plus the pooled AUPRC. Where reconstructions exist: l1 on
+non-binarised map inside the brain mask (or over the whole volume, ``auprc_region="volume"``), plus the
+pooled AUPRC. The post-processing order, the component rule, the AUPRC region and the threshold ties
+follow config ``conventions`` (:mod:`brainuad.conventions`). Where reconstructions exist: l1 on
 lesion and on healthy brain voxels and their ratio.
 
 Healthy datasets: reconstruction quality (SSIM, PSNR, l1) on the healthy test set, and thresholds
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..conventions import DEFAULT_PRESET, PRESETS
 from ..data.pack import load_pack, subject_index
 from .lpips import lpips_metric
 from .metrics import l1_ratio, pooled_auprc, reconstruction_metrics, segmentation_metrics
@@ -32,10 +35,11 @@ from .postprocess import postprocess
 from .threshold import healthy_fpr_threshold, pooled_dice, search_threshold
 
 
-def postprocess_all(maps, masks, *, median: int, erode: int, erode_mode: str = "2d") -> list[np.ndarray]:
-    """Median filter + eroded brain mask on every (D, H, W) map."""
-    return [postprocess(np.asarray(m, dtype=np.float32), k, median=median, erode=erode, erode_mode=erode_mode)
-            for m, k in zip(maps, masks)]
+def postprocess_all(maps, masks, *, median: int, erode: int, erode_mode: str = "2d",
+                    order: str = "median_first") -> list[np.ndarray]:
+    """Median filter + eroded brain mask (in ``order``) on every (D, H, W) map."""
+    return [postprocess(np.asarray(m, dtype=np.float32), k, median=median, erode=erode, erode_mode=erode_mode,
+                        order=order) for m, k in zip(maps, masks)]
 
 
 def drop_ignored(maps, masks, segs=None, ignores=None):
@@ -70,7 +74,8 @@ def drop_ignored(maps, masks, segs=None, ignores=None):
 
 def evaluate_pathology(maps, segs, masks, split, subjects, *, images=None, recons=None, median=5, erode=3,
                        erode_mode="2d", min_component=7, protocol="greedy", steps=10,
-                       cc_in_search=False, ignores=None) -> tuple[dict, list[dict]]:
+                       cc_in_search=False, ignores=None, order="median_first", component_rule="fewer_than",
+                       auprc_region="brain", ties="first") -> tuple[dict, list[dict]]:
     """Thresholds and per-subject metrics on a pathological dataset.
 
     Parameters
@@ -82,59 +87,64 @@ def evaluate_pathology(maps, segs, masks, split, subjects, *, images=None, recon
     median, erode, erode_mode, min_component : post-processing (thesis 5, 3, "2d", 7)
     protocol, steps, cc_in_search : threshold search (see :func:`search_threshold`)
     ignores : optional sequence of (D, H, W) arrays; non-zero voxels leave every metric (module docstring)
+    order, component_rule, auprc_region, ties : the conventions (:mod:`brainuad.conventions`): post-processing
+        order, small-component rule, AUPRC voxels ("brain" or "volume"), greedy-search ties ("first"/"last")
 
     Returns
     -------
     (summary, rows): ``summary`` has ``threshold`` (validation), ``threshold_oracle`` (test), the
     search Dice values and ``pooled`` metrics of the test set; ``rows`` one dict per subject.
     """
-    pp = postprocess_all(maps, masks, median=median, erode=erode, erode_mode=erode_mode)
+    pp = postprocess_all(maps, masks, median=median, erode=erode, erode_mode=erode_mode, order=order)
     pp, masks, segs = drop_ignored(pp, masks, segs, ignores)
     split = np.asarray(split)
     val = [i for i, s in enumerate(split) if s == "val"]
     test = [i for i, s in enumerate(split) if s == "test"]
     if not val or not test:
         raise ValueError(f"need validation and test subjects, got {len(val)} val / {len(test)} test")
-    kw = {"steps": steps} if protocol == "greedy" else {}
+    kw = {"steps": steps, "ties": ties} if protocol == "greedy" else {}
     if cc_in_search:
-        kw.update(cc_in_search=True, min_component=min_component)
+        kw.update(cc_in_search=True, min_component=min_component, component_rule=component_rule)
     thr, dice_val = search_threshold([pp[i] for i in val], [segs[i] for i in val], protocol, **kw)
     thr_oracle, dice_oracle_pooled = search_threshold([pp[i] for i in test], [segs[i] for i in test], protocol, **kw)
     rows = []
     for i, subject in enumerate(subjects):
         row = {"subject": subject, "split": split[i]}
-        m = segmentation_metrics(pp[i], segs[i], masks[i], thr, min_component=min_component)
+        conv = {"min_component": min_component, "component_rule": component_rule, "auprc_region": auprc_region}
+        m = segmentation_metrics(pp[i], segs[i], masks[i], thr, **conv)
         row.update(m)
-        row["dice_oracle"] = segmentation_metrics(pp[i], segs[i], masks[i], thr_oracle,
-                                                  min_component=min_component)["dice"]
+        row["dice_oracle"] = segmentation_metrics(pp[i], segs[i], masks[i], thr_oracle, **conv)["dice"]
         if images is not None and recons is not None:
             row.update(l1_ratio(images[i], recons[i], segs[i], masks[i]))
         rows.append(row)
+    auprc_masks = [masks[i] for i in test] if auprc_region == "brain" else None
     summary = {
         "protocol": protocol, "threshold": float(thr), "threshold_oracle": float(thr_oracle),
         "search_dice_val": float(dice_val), "search_dice_test": float(dice_oracle_pooled),
         "pooled": {
-            "auprc_pooled": float(pooled_auprc([pp[i] for i in test], [segs[i] for i in test], [masks[i] for i in test])),
+            "auprc_pooled": float(pooled_auprc([pp[i] for i in test], [segs[i] for i in test], auprc_masks)),
             "dice_pooled": float(pooled_dice([pp[i] for i in test], [segs[i] for i in test], thr,
-                                             min_component=min_component)),
+                                             min_component=min_component, component_rule=component_rule)),
         },
     }
     return summary, rows
 
 
 def evaluate_healthy(maps, masks, split, subjects, *, images=None, recons=None, median=5, erode=3, erode_mode="2d",
-                     fprs=(0.01, 0.05, 0.1), ignores=None, lpips=None) -> tuple[dict, list[dict]]:
+                     fprs=(0.01, 0.05, 0.1), ignores=None, lpips=None,
+                     order="median_first") -> tuple[dict, list[dict]]:
     """Healthy-FPR thresholds (from the validation maps) and reconstruction metrics of the healthy test set.
 
     ``lpips``: optional callable ``(image, recon, mask) -> float`` (see :mod:`brainuad.evaluation.lpips`);
-    without it ``summary["lpips"]`` says "not configured" and no LPIPS value is written.
+    without it ``summary["lpips"]`` says "not configured" and no LPIPS value is written. ``order``: the
+    post-processing order (:func:`brainuad.evaluation.postprocess.postprocess`).
 
     Returns
     -------
     (summary, rows): ``summary["fpr_thresholds"]`` maps each FPR to a threshold; rows hold ssim, psnr, l1
     (and lpips) when reconstructions exist, and the mean post-processed score in the brain per subject.
     """
-    pp = postprocess_all(maps, masks, median=median, erode=erode, erode_mode=erode_mode)
+    pp = postprocess_all(maps, masks, median=median, erode=erode, erode_mode=erode_mode, order=order)
     pp, masks, _ = drop_ignored(pp, masks, None, ignores)
     val = [i for i, s in enumerate(split) if s == "val"]
     summary = {"fpr_thresholds": {}, "threshold": float("nan")}
@@ -158,7 +168,8 @@ def evaluate_healthy(maps, masks, split, subjects, *, images=None, recons=None, 
 
 
 def evaluate_stored(role: str, options: dict, scores_path: str | Path, recon_path: str | Path,
-                    volumes_path: str | Path, samples: int | None = None) -> tuple[dict, list[dict]]:
+                    volumes_path: str | Path, samples: int | None = None,
+                    conventions: dict | None = None) -> tuple[dict, list[dict]]:
     """The evaluation of one stored (model, fold, dataset, scoring): :func:`evaluate_healthy` or
     :func:`evaluate_pathology` on the files the workflow wrote.
 
@@ -178,6 +189,10 @@ def evaluate_stored(role: str, options: dict, scores_path: str | Path, recon_pat
         The dataset's pack (images, masks, lesion labels, ignored voxels).
     samples : int, optional
         The reconstructions the scoring used: the first ``samples`` (all when None), averaged.
+    conventions : dict, optional
+        The evaluation switches of config ``conventions`` the role uses (``postprocess_order``; for
+        pathology also ``component_rule``, ``auprc_region``, ``threshold_ties``); a missing one takes the
+        thesis_text value (:mod:`brainuad.conventions`).
 
     Returns
     -------
@@ -192,8 +207,10 @@ def evaluate_stored(role: str, options: dict, scores_path: str | Path, recon_pat
     ignores = pack["ignore"][idx] if "ignore" in pack else None
     with np.load(recon_path) as z:
         recons = z["recons"][:samples].astype(np.float32).mean(0) if "recons" in z.files else None
+    conv = {**PRESETS[DEFAULT_PRESET], **(conventions or {})}
     common = dict(images=images if recons is not None else None, recons=recons, median=options["median"],
-                  erode=options["erode"], erode_mode=options.get("erode_mode", "2d"), ignores=ignores)
+                  erode=options["erode"], erode_mode=options.get("erode_mode", "2d"), ignores=ignores,
+                  order=conv["postprocess_order"])
     if role == "healthy":
         lpips = lpips_metric(options.get("lpips_weights")) if recons is not None else None
         return evaluate_healthy(maps, masks, split, subjects, fprs=options.get("healthy_fpr", [0.01]),
@@ -201,4 +218,5 @@ def evaluate_stored(role: str, options: dict, scores_path: str | Path, recon_pat
     th = options["threshold"]
     return evaluate_pathology(maps, segs, masks, split, subjects, min_component=options["min_component"],
                               protocol=th["protocol"], steps=th.get("steps", 10),
-                              cc_in_search=th.get("cc_in_search", False), **common)
+                              cc_in_search=th.get("cc_in_search", False), component_rule=conv["component_rule"],
+                              auprc_region=conv["auprc_region"], ties=conv["threshold_ties"], **common)

@@ -39,6 +39,9 @@ __all__ = [
 
 PROTOCOLS = ("greedy", "exhaustive", "healthy_fpr")
 
+TIES = ("first", "last")
+"""Which of equally good candidates the greedy search keeps (:func:`greedy_threshold_search`)."""
+
 
 def _pairs(maps: Sequence, others: Sequence, other_name: str) -> list[tuple[np.ndarray, np.ndarray]]:
     """Check the volume lists and return (map, bool array) pairs."""
@@ -55,7 +58,8 @@ def _pairs(maps: Sequence, others: Sequence, other_name: str) -> list[tuple[np.n
     return out
 
 
-def _dice_objective(pairs, min_component: int | None, connectivity: int) -> Callable[[float], float]:
+def _dice_objective(pairs, min_component: int | None, connectivity: int,
+                    component_rule: str = "fewer_than") -> Callable[[float], float]:
     """Return ``t -> pooled Dice of (map > t [minus small components]) against the segs``."""
     n_pos = sum(int(np.count_nonzero(s)) for _, s in pairs)
     if n_pos == 0:
@@ -65,7 +69,8 @@ def _dice_objective(pairs, min_component: int | None, connectivity: int) -> Call
         def objective(t: float) -> float:
             tp = n_pred = 0
             for a, s in pairs:
-                b = binarize(a, t, min_component=min_component, connectivity=connectivity)
+                b = binarize(a, t, min_component=min_component, connectivity=connectivity,
+                             component_rule=component_rule)
                 tp += int(np.count_nonzero(b & s))
                 n_pred += int(np.count_nonzero(b))
             return 2.0 * tp / (n_pred + n_pos)
@@ -81,7 +86,7 @@ def _dice_objective(pairs, min_component: int | None, connectivity: int) -> Call
 
 
 def pooled_dice(maps: Sequence, segs: Sequence, threshold: float, *, min_component: int | None = 0,
-                connectivity: int = 3) -> float:
+                connectivity: int = 3, component_rule: str = "fewer_than") -> float:
     """Dice over all voxels of all volumes at once (the objective of the threshold search).
 
     Parameters
@@ -96,24 +101,28 @@ def pooled_dice(maps: Sequence, segs: Sequence, threshold: float, *, min_compone
         If > 0, components with fewer voxels are removed per volume before counting.
     connectivity : int, default 3
         Component connectivity (26-connectivity in 3D).
+    component_rule : {"fewer_than", "filled_at_most"}, default "fewer_than"
+        See :func:`brainuad.evaluation.postprocess.remove_small_components`.
 
     Returns
     -------
     float
         2 * sum(TP) / (sum(predicted) + sum(lesion)).
     """
-    return _dice_objective(_pairs(maps, segs, "segs"), min_component, connectivity)(threshold)
+    return _dice_objective(_pairs(maps, segs, "segs"), min_component, connectivity, component_rule)(threshold)
 
 
 def greedy_threshold_search(maps: Sequence, segs: Sequence, *, steps: int = 10, lo: float = 0.0,
                             hi: float | None = None, min_component: int | None = 0,
-                            connectivity: int = 3) -> tuple[float, float]:
+                            connectivity: int = 3, component_rule: str = "fewer_than",
+                            ties: str = "first") -> tuple[float, float]:
     """Greedy bisection for the threshold that maximises the pooled Dice (Zimmerer et al.).
 
     Start with the interval [lo, hi]. At each step evaluate the pooled Dice at the quarter
     points ``lo + (hi - lo) / 4`` and ``lo + 3 (hi - lo) / 4`` and keep the half of the
     interval on the side of the better one (the lower half on a tie). Return the best quarter
-    point seen over all steps (the earliest on a tie).
+    point seen over all steps: the earliest on a tie (``ties="first"``) or the latest
+    (``ties="last"``, the author's code: ``if val >= max_val``).
 
     Parameters
     ----------
@@ -133,6 +142,10 @@ def greedy_threshold_search(maps: Sequence, segs: Sequence, *, steps: int = 10, 
         search, as in the public code.
     connectivity : int, default 3
         Component connectivity when ``min_component`` > 0.
+    component_rule : {"fewer_than", "filled_at_most"}, default "fewer_than"
+        Component rule when ``min_component`` > 0.
+    ties : {"first", "last"}, default "first"
+        Which of equally good candidates (over all steps) is returned.
 
     Returns
     -------
@@ -143,8 +156,10 @@ def greedy_threshold_search(maps: Sequence, segs: Sequence, *, steps: int = 10, 
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
     pairs = _pairs(maps, segs, "segs")
-    objective = _dice_objective(pairs, min_component, connectivity)
+    objective = _dice_objective(pairs, min_component, connectivity, component_rule)
     lo = float(lo)
     hi = float(max(float(np.max(a)) for a, _ in pairs)) if hi is None else float(hi)
     if not hi > lo:
@@ -158,7 +173,7 @@ def greedy_threshold_search(maps: Sequence, segs: Sequence, *, steps: int = 10, 
             hi, t, d = lo + 0.5 * width, t_low, d_low
         else:
             lo, t, d = lo + 0.5 * width, t_high, d_high
-        if d > best_d:
+        if d > best_d or (ties == "last" and d == best_d):
             best_t, best_d = t, d
     return float(best_t), float(best_d)
 
@@ -253,9 +268,10 @@ def search_threshold(maps: Sequence, segs: Sequence, protocol: str = "greedy", *
         Dice objective. When False, a ``min_component`` keyword (e.g. the one from the config,
         meant for the final binarisation) is ignored by the search, as in the public code.
     **kw
-        Passed on: ``steps``, ``lo``, ``hi``, ``min_component``, ``connectivity`` for
-        ``"greedy"``; ``fpr`` for ``"healthy_fpr"``; none for ``"exhaustive"`` (a
-        ``min_component`` there is ignored).
+        Passed on: ``steps``, ``lo``, ``hi``, ``min_component``, ``connectivity``,
+        ``component_rule``, ``ties`` for ``"greedy"``; ``fpr`` for ``"healthy_fpr"``; none for
+        ``"exhaustive"`` (``min_component``, ``component_rule`` and ``ties`` are ignored there: it
+        returns the highest of equally good thresholds).
 
     Returns
     -------
@@ -271,8 +287,8 @@ def search_threshold(maps: Sequence, segs: Sequence, protocol: str = "greedy", *
         return greedy_threshold_search(maps, segs, **kw)
     if cc_in_search:
         raise ValueError(f"cc_in_search is only supported by the 'greedy' protocol, not {protocol!r}")
-    kw.pop("min_component", None)
-    kw.pop("connectivity", None)
+    for key in ("min_component", "connectivity", "component_rule", "ties"):
+        kw.pop(key, None)
     if protocol == "exhaustive":
         return exhaustive_threshold_search(maps, segs, **kw)
     if protocol == "healthy_fpr":

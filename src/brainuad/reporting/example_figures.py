@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..analysis.domain_shift import histogram_shift
+from ..conventions import DEFAULT_PRESET, PRESETS
 from ..data.pack import load_pack, subject_index
 from ..evaluation.postprocess import binarize, postprocess
 from .. import paths
@@ -17,7 +18,8 @@ from .figures import mhd_figure, pick_example, pixel_correlation, qualitative_fi
 from .tables import table_row
 
 
-def final_map(amap: np.ndarray, mask: np.ndarray, threshold: float, options: dict) -> tuple[np.ndarray, np.ndarray]:
+def final_map(amap: np.ndarray, mask: np.ndarray, threshold: float, options: dict,
+              conventions: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Post-processed map and its binarisation, as the evaluation computes them.
 
     Parameters
@@ -25,14 +27,18 @@ def final_map(amap: np.ndarray, mask: np.ndarray, threshold: float, options: dic
     amap, mask : ndarray, (D, H, W)
     threshold : float
     options : the ``evaluation`` config section (``median``, ``erode``, ``erode_mode``, ``min_component``)
+    conventions : dict, optional
+        ``postprocess_order`` and ``component_rule`` of config ``conventions``; missing ones take the
+        thesis_text values (:mod:`brainuad.conventions`).
 
     Returns
     -------
     (map, binary) : (D, H, W) float32 and bool
     """
+    conv = {**PRESETS[DEFAULT_PRESET], **(conventions or {})}
     pp = postprocess(amap.astype(np.float32), mask, median=options["median"], erode=options["erode"],
-                     erode_mode=options.get("erode_mode", "2d"))
-    return pp, binarize(pp, threshold, min_component=options["min_component"])
+                     erode_mode=options.get("erode_mode", "2d"), order=conv["postprocess_order"])
+    return pp, binarize(pp, threshold, min_component=options["min_component"], component_rule=conv["component_rule"])
 
 
 def split_positions(split, part: str = "test") -> list[int]:
@@ -41,7 +47,7 @@ def split_positions(split, part: str = "test") -> list[int]:
 
 
 def qualitative_panels(table: dict, fold: int, *, options: dict, models: dict, datasets: dict, run: str,
-                       histogram_bins: int = 500) -> list[dict]:
+                       histogram_bins: int = 500, conventions: dict | None = None) -> list[dict]:
     """One panel per (pathology dataset, table row) for :func:`brainuad.reporting.figures.qualitative_figure`.
 
     Per dataset the test subject with the largest lesion (of the first row's scores) at its largest lesion
@@ -57,6 +63,7 @@ def qualitative_panels(table: dict, fold: int, *, options: dict, models: dict, d
     models, datasets : the config sections
     run : the default run id
     histogram_bins : bins of :func:`brainuad.analysis.domain_shift.histogram_shift`
+    conventions : post-processing order and component rule (:func:`final_map`)
     """
     panels = []
     for ds in table["datasets"]:
@@ -77,7 +84,7 @@ def qualitative_panels(table: dict, fold: int, *, options: dict, models: dict, d
             k, j = subjects.index(subject), subject_index(pack, [subject])[0]
             image, mask, seg = pack["images"][j].astype(np.float32), pack["masks"][j], pack["segs"][j]
             thr = read_json(paths.fill(paths.THRESHOLD, **where))["threshold"]
-            amap, binary = final_map(maps[k], mask, thr, options)
+            amap, binary = final_map(maps[k], mask, thr, options, conventions)
             recon, hist = _mean_recon(Path(paths.fill(paths.RECON, **where)), k, image, mask, seg, sl, histogram_bins)
             label = models[model].get("label", model)
             panels.append({"title": f"{datasets[ds].get('label', ds)}\n{label} · {subject} z={sl}",
@@ -110,7 +117,8 @@ def write_qualitative_figure(path: str | Path, table: dict, fold: int, **panels)
 
 
 def write_mhd_figure(path: str | Path, spec: dict, options: dict, *, recon: str | Path, volumes: str | Path,
-                     threshold: str | Path, maps: dict[str, str | Path]) -> tuple[str, int, tuple[int, int]]:
+                     threshold: str | Path, maps: dict[str, str | Path],
+                     conventions: dict | None = None) -> tuple[str, int, tuple[int, int]]:
     """Write the Figure 4.5 analogue of one subject.
 
     The test subject with the largest lesion at its largest lesion slice: input, mean reconstruction,
@@ -126,6 +134,7 @@ def write_mhd_figure(path: str | Path, spec: dict, options: dict, *, recon: str 
     volumes : the dataset's pack
     threshold : threshold.json of the ``full`` scoring
     maps : scoring outputs under the keys ``mean``, ``diag``, ``full``
+    conventions : post-processing order and component rule (:func:`final_map`)
 
     Returns
     -------
@@ -146,7 +155,7 @@ def write_mhd_figure(path: str | Path, spec: dict, options: dict, *, recon: str 
     for key in ("mean", "diag", "full"):
         with np.load(maps[key]) as z:
             scores[key] = z["maps"][k].astype(np.float32)
-    final, binary = final_map(scores["full"], mask, read_json(threshold)["threshold"], options)
+    final, binary = final_map(scores["full"], mask, read_json(threshold)["threshold"], options, conventions)
     lesion = np.argwhere(seg[sl] > 0)
     centre = lesion if len(lesion) else np.argwhere(mask[sl] > 0)
     pixel = tuple(int(c) for c in centre.mean(0).round())

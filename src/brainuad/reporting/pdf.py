@@ -112,7 +112,7 @@ def _image_page(pdf: PdfPages, title: str, image: str | Path, caption: str = "")
 
 def build_report(path: str | Path, *, title: str, tables: list[tuple[str, pd.DataFrame, str]],
                  figures: list[tuple[str, str | Path, str]], config_text: str, benchmark_dir: str | Path,
-                 extra_provenance: dict | None = None) -> None:
+                 extra_provenance: dict | None = None, conventions_lines: list[str] | None = None) -> None:
     """Write the report.
 
     Parameters
@@ -124,6 +124,7 @@ def build_report(path: str | Path, *, title: str, tables: list[tuple[str, pd.Dat
     config_text : the run's configuration as YAML text
     benchmark_dir : folder of Snakemake benchmark files (wall time per rule)
     extra_provenance : more key/value lines for the provenance page
+    conventions_lines : the conventions in force (preset and every switch), printed on the provenance page
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,7 +133,7 @@ def build_report(path: str | Path, *, title: str, tables: list[tuple[str, pd.Dat
         now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
         intro = [f"generated {now}", f"git commit {git_commit()}", "",
                  "Contents:"] + [f"  - {t}" for t, _, _ in tables] + [f"  - {t}" for t, _, _ in figures] + \
-                ["  - Provenance: package versions, wall time per rule", "  - Configuration", "",
+                ["  - Provenance: package versions, conventions in force, wall time per rule", "  - Configuration", "",
                  "Cells are mean ± std across cross-validation folds; values in % except PSNR (dB),",
                  "l1 (e-3) and l1-ratio. Bold = best in column."]
         _text_page(pdf, title, intro, fontsize=10)
@@ -141,8 +142,10 @@ def build_report(path: str | Path, *, title: str, tables: list[tuple[str, pd.Dat
         for t, image, caption in figures:
             _image_page(pdf, t, image, caption)
         prov = [f"{k:<16} {v}" for k, v in package_versions().items()]
-        prov += ["", *(f"{k:<16} {v}" for k, v in (extra_provenance or {}).items()), "",
-                 "Wall time per rule (Snakemake benchmark files):",
+        prov += ["", *(f"{k:<16} {v}" for k, v in (extra_provenance or {}).items()), ""]
+        if conventions_lines:
+            prov += [*conventions_lines, ""]
+        prov += ["Wall time per rule (Snakemake benchmark files):",
                  f"{'rule':<16}{'jobs':>6}{'total s':>10}{'mean s':>9}{'max s':>9}{'max RSS MB':>12}"]
         for _, r in times.iterrows():
             prov.append(f"{r['rule']:<16}{int(r['jobs']):>6}{r['total_s']:>10.1f}{r['mean_s']:>9.2f}{r['max_s']:>9.2f}"

@@ -123,13 +123,24 @@ def qc_pages(qc_tsv: str | Path, exclusions_tsv: str | Path, qc_png: str | Path,
     return tables, figures
 
 
+def conventions_lines(preset: str, conventions) -> list[str]:
+    """The provenance page's block on the conventions in force: the preset, then one line per switch with
+    its value and where it comes from (the preset or the config)."""
+    if not conventions:
+        return []
+    lines = [f"Conventions (config 'conventions', config/README.md): preset {preset}"]
+    lines += [f"  {key:<20}{value:<16}({origin})" for key, value, origin in conventions]
+    return lines
+
+
 def _first_shown(n: int) -> str:
     return f"First {QC_ROWS} shown. " if n > QC_ROWS else ""
 
 
 def write_report(path: str | Path, *, captions, tables, inference, figures, qc_tables, qc_exclusions, qc_figures,
                  table_specs: dict, qualitative: dict, inference_time: dict, sweeps: dict, datasets: dict,
-                 title: str, config: dict, benchmarks: str | Path, configfiles=()) -> None:
+                 title: str, config: dict, benchmarks: str | Path, configfiles=(), preset: str = "-",
+                 conventions=()) -> None:
     """Write results/report/benchmark.pdf.
 
     Parameters
@@ -145,6 +156,9 @@ def write_report(path: str | Path, *, captions, tables, inference, figures, qc_t
     config : the run's configuration (printed on the last pages)
     benchmarks : folder of the Snakemake benchmark files
     configfiles : the config files of the run (provenance)
+    preset : the conventions preset in force (config ``conventions.preset``)
+    conventions : ``(switch, value, where from)`` of every convention in force
+        (:meth:`brainuad.study.Study.conventions_provenance`), listed on the provenance page
     """
     caps = read_captions(captions)
     table_pages = [result_table(tsv, table_specs[Path(tsv).stem], caps) for tsv in tables]
@@ -159,5 +173,6 @@ def write_report(path: str | Path, *, captions, tables, inference, figures, qc_t
         figure_pages += more_figures
     build_report(path, title=title, tables=table_pages, figures=figure_pages,
                  config_text=yaml.safe_dump(config, sort_keys=False), benchmark_dir=benchmarks,
+                 conventions_lines=conventions_lines(preset, conventions),
                  extra_provenance={"config files": " ".join(str(f) for f in configfiles) or "-",
                                    "report written": time.strftime("%Y-%m-%d %H:%M:%S")})

@@ -118,9 +118,15 @@ def mhd_full_woodbury(
     number ``(lam + e_max) / lam`` (about 5e2 for a 96 x 96 brain slice with lam = 1e-2 and
     reconstruction noise of a few percent, 1000 times more with lam = 1e-5), and the final ``/ lam``
     amplifies rounding in ``d - U c``. Float64 costs tens of ms per 50-slice volume on two CPU cores.
-    The public code casts its dense inverse to float16; that is not reproduced. Diagonal MHD and the
-    post-processing run in float32 (float64 for float64 inputs). Maps are returned in the image's
-    dtype (the registry passes float32).
+    The public code inverts the dense (P, P) covariance and casts the inverse to float16
+    (``torch.inverse(...).to(torch.float16)``); that is not reproduced, under either preset of config
+    ``conventions``: this exact float64 Woodbury result is the only implementation. The difference is the
+    float16 rounding of the inverse (relative precision 2^-11): measured with
+    ``benchmarks/bench_mhd_float16.py`` (8 slices of 64 x 64, 1.8 k brain pixels per slice, N = 10,
+    lam = 1e-2) it is 3e-4 of the maximum on the raw ``sqrt_nan0`` map and at most 8e-5 (mean 8e-7 over the
+    brain) on the final post-processed map (min-max, smoothing, ``1 - SSIM`` factor; values in [0, 0.63]),
+    i.e. about 1e-4. Diagonal MHD and the post-processing run in float32 (float64 for float64 inputs). Maps
+    are returned in the image's dtype (the registry passes float32).
     """
     if term not in TERMS:
         raise ValueError(f"term must be one of {TERMS}, got {term!r}")
@@ -207,7 +213,8 @@ def minmax_per_item(a: torch.Tensor) -> torch.Tensor:
 
 
 def _postprocess(
-    raw, image, mu, mask, minmax, smooth_sigma, smooth_dims, combine_ssim, ssim_sigma, data_range, ssim_dims
+    raw, image, mu, mask, minmax, smooth_sigma, smooth_dims, combine_ssim, ssim_sigma, data_range, ssim_dims,
+    ssim_covariance="population", ssim_padding="reflect",
 ):
     """Post-processing of a raw MHD map. raw, image, mu, mask: (B, 1, *spatial).
 
@@ -223,7 +230,8 @@ def _postprocess(
     3. ``smooth_sigma``: Gaussian filter, ``truncate = 4`` and mode "reflect" (scipy's
        ``gaussian_filter`` defaults, as in the public code) over ``smooth_dims`` axes (default: all
        spatial axes, i.e. 3D over the volume like the public code);
-    4. ``combine_ssim``: element-wise product with ``1 - SSIM_{ssim_sigma}(x, mu)`` (S_mean);
+    4. ``combine_ssim``: element-wise product with ``1 - SSIM_{ssim_sigma}(x, mu)`` (S_mean), in the SSIM
+       conventions ``ssim_covariance`` / ``ssim_padding`` (:func:`brainuad.scoring.ssim.ssim_maps`);
     5. multiplied by the mask.
     """
     dt = compute_dtype(image.dtype)
@@ -233,7 +241,8 @@ def _postprocess(
     if smooth_sigma:
         out = gaussian_filter(out, float(smooth_sigma), spatial_dims(image, smooth_dims), truncate=4.0)
     if combine_ssim:
-        s = ssim_maps(image, mu, (ssim_sigma,), data_range, spatial_dims(image, ssim_dims))[0]
+        s = ssim_maps(image, mu, (ssim_sigma,), data_range, spatial_dims(image, ssim_dims),
+                      covariance=ssim_covariance, padding=ssim_padding)[0]
         out = out * (1 - s)
     return (out * mask).to(image.dtype)
 
@@ -256,6 +265,8 @@ def mhd_diag(
     ssim_sigma: float = 1.0,
     data_range=1.0,
     ssim_dims: int | None = None,
+    ssim_covariance: str = "population",
+    ssim_padding: str = "reflect",
 ) -> torch.Tensor:
     """S^MHD_diag: diagonal-covariance MHD ``|x - mu| / sqrt(var + lam)``, post-processed.
 
@@ -272,6 +283,9 @@ def mhd_diag(
     ssim_sigma : float, default 1.0
     data_range : float or "auto", default 1.0, for the SSIM factor
     ssim_dims : None, 2 or 3, default None = the image's spatial dimensionality
+    ssim_covariance : {"population", "sample"}, default "population"
+    ssim_padding : {"mirror", "reflect"}, default "reflect"
+        SSIM conventions of the factor (step 4); the workflow passes config ``conventions``.
 
     Returns
     -------
@@ -285,7 +299,8 @@ def mhd_diag(
     var = (r - mu).square_().sum(0).div_(r.shape[0] - 1)  # unbiased; faster than Tensor.var(0) on CPU
     raw = (image.to(dt) - mu).abs() / torch.sqrt(var + lam)
     return _postprocess(
-        raw, image, mu, mask, minmax, smooth_sigma, smooth_dims, combine_ssim, ssim_sigma, data_range, ssim_dims
+        raw, image, mu, mask, minmax, smooth_sigma, smooth_dims, combine_ssim, ssim_sigma, data_range, ssim_dims,
+        ssim_covariance, ssim_padding,
     )
 
 
@@ -304,6 +319,8 @@ def mhd_full(
     ssim_sigma: float = 1.0,
     data_range=1.0,
     ssim_dims: int | None = None,
+    ssim_covariance: str = "population",
+    ssim_padding: str = "reflect",
 ) -> torch.Tensor:
     """S^MHD_full (S_sMHD): full-covariance MHD over brain pixels, exact Woodbury, post-processed.
 
@@ -316,7 +333,8 @@ def mhd_full(
     term : str, default "sqrt_nan0"; one of "sqrt_nan0", "abs_sqrt", "whitened", "quad"
     dims : int, default 2: one covariance per axial slice (thesis/public code); 3: one per
         volume (needs (B, 1, D, H, W))
-    minmax, smooth_sigma, smooth_dims, combine_ssim, ssim_sigma, data_range, ssim_dims :
+    minmax, smooth_sigma, smooth_dims, combine_ssim, ssim_sigma, data_range, ssim_dims, ssim_covariance,
+    ssim_padding :
         as in :func:`mhd_diag`
 
     Returns
@@ -329,5 +347,6 @@ def mhd_full(
     raw = mhd_full_woodbury(x, r, m, float(lam), term).reshape(image.shape)
     mu = recons.to(compute_dtype(image.dtype)).mean(0)
     return _postprocess(
-        raw, image, mu, mask, minmax, smooth_sigma, smooth_dims, combine_ssim, ssim_sigma, data_range, ssim_dims
+        raw, image, mu, mask, minmax, smooth_sigma, smooth_dims, combine_ssim, ssim_sigma, data_range, ssim_dims,
+        ssim_covariance, ssim_padding,
     )

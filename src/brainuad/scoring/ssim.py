@@ -1,9 +1,13 @@
 """SSIM-based anomaly scores: ``ssim``, ``mean_ssim`` and the multi-scale ensemble ``ssim_ens``.
 
-Per-pixel SSIM with a Gaussian window, exactly as scikit-image computes it (definition, boundary,
-data range, 2D / 3D and precision: :func:`ssim_maps`), all scales in one pass of exact matrix-product
-Gaussian filters (:func:`gaussian_filter_multi`) on CPU and CUDA. Parameters and defaults:
-config/README.md (``scorings``).
+Per-pixel SSIM with a Gaussian window (Wang et al. 2004) in two conventions each for the local
+(co)variances and the boundary (``covariance``: ``population`` = Wang et al.'s Gaussian-weighted moments as
+the author's code, ``sample`` = scikit-image's ``N / (N - 1)``; ``padding``: ``mirror`` = the author's torch
+reflect padding, ``reflect`` = scipy / scikit-image; definition, data range, 2D / 3D and precision:
+:func:`ssim_maps`), all scales in one pass of exact matrix-product Gaussian filters
+(:func:`gaussian_filter_multi`) on CPU and CUDA. The workflow passes the conventions of the config section
+``conventions`` (:mod:`brainuad.conventions`); the defaults here are its ``thesis_text`` preset. Parameters
+and defaults: config/README.md (``scorings``, ``conventions``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,12 @@ DEFAULT_SIGMAS = (0.3, 0.5, 0.7, 0.9, 1.1, 1.3, 1.5, 1.7)
 
 K1 = 0.01
 K2 = 0.03
+
+COVARIANCES = ("population", "sample")
+"""SSIM local (co)variance conventions (see :func:`ssim_maps`)."""
+
+PADDINGS = ("mirror", "reflect")
+"""Gaussian-filter boundaries: scipy ``mode`` names (see :func:`boundary_indices`)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -86,29 +96,53 @@ def reflect_indices(n: int, r: int) -> torch.Tensor:
     Returns
     -------
     LongTensor, (n + 2 r,), values in [0, n). Works for any ``r`` (repeated reflection), like
-    scipy's ``mode="reflect"``.
+    scipy's ``mode="reflect"`` (``c b a | a b c d | d c b``: the edge sample is repeated).
     """
     i = torch.arange(-r, n + r) % (2 * n)
     return torch.where(i >= n, 2 * n - 1 - i, i)
 
 
+def mirror_indices(n: int, r: int) -> torch.Tensor:
+    """Source indices of positions ``-r .. n - 1 + r`` under whole-sample symmetric extension.
+
+    Returns
+    -------
+    LongTensor, (n + 2 r,), values in [0, n). Like scipy's ``mode="mirror"`` and torch's
+    ``F.pad(mode="reflect")`` (``d c b | a b c d | c b a``: the edge sample is not repeated), for any
+    ``r`` (repeated reflection; torch itself allows ``r < n`` only). An axis of length 1 repeats its sample.
+    """
+    if n == 1:
+        return torch.zeros(2 * r + 1, dtype=torch.long)
+    i = torch.arange(-r, n + r) % (2 * n - 2)
+    return torch.where(i >= n, 2 * n - 2 - i, i)
+
+
+def boundary_indices(n: int, r: int, mode: str) -> torch.Tensor:
+    """:func:`reflect_indices` (``mode="reflect"``) or :func:`mirror_indices` (``mode="mirror"``)."""
+    if mode == "reflect":
+        return reflect_indices(n, r)
+    if mode == "mirror":
+        return mirror_indices(n, r)
+    raise ValueError(f"padding must be one of {PADDINGS}, got {mode!r}")
+
+
 @lru_cache(maxsize=64)
 def _filter_matrices(
-    n: int, sigmas: tuple, truncate: float, dtype: torch.dtype, device: torch.device
+    n: int, sigmas: tuple, truncate: float, dtype: torch.dtype, device: torch.device, mode: str = "reflect"
 ) -> torch.Tensor:
-    """The 1-D reflect-boundary Gaussian filters along an axis of length ``n`` as matrices.
+    """The 1-D Gaussian filters along an axis of length ``n`` as matrices, boundary ``mode``.
 
     Returns
     -------
     Tensor, (K, n, n) for K = len(sigmas): ``out = M[k] @ signal`` equals
-    ``scipy.ndimage.gaussian_filter1d(signal, sigmas[k], truncate=truncate, mode="reflect")``.
-    Cached; never modify the result in place.
+    ``scipy.ndimage.gaussian_filter1d(signal, sigmas[k], truncate=truncate, mode=mode)``
+    (``mode`` "reflect" or "mirror"). Cached; never modify the result in place.
     """
     mats = torch.zeros(len(sigmas), n, n, dtype=torch.float64)
     for k, sigma in enumerate(sigmas):
         w = gaussian_kernel1d(sigma, truncate)
         r = (w.numel() - 1) // 2
-        src = reflect_indices(n, r)
+        src = boundary_indices(n, r, mode)
         rows = torch.arange(n).unsqueeze(1).expand(n, 2 * r + 1)
         cols = src[rows + torch.arange(2 * r + 1)]
         mats[k].index_put_((rows, cols), w.expand(n, 2 * r + 1), accumulate=True)
@@ -116,7 +150,7 @@ def _filter_matrices(
 
 
 def gaussian_filter_multi(
-    x: torch.Tensor, sigmas: Sequence[float], dims: int, truncate: float = SSIM_TRUNCATE
+    x: torch.Tensor, sigmas: Sequence[float], dims: int, truncate: float = SSIM_TRUNCATE, mode: str = "reflect"
 ) -> torch.Tensor:
     """Gaussian-filter ``x`` along its last ``dims`` axes for several sigmas in one pass.
 
@@ -127,11 +161,13 @@ def gaussian_filter_multi(
     dims : int, 1, 2 or 3
     truncate : float
         Truncation in sigmas (3.5 for SSIM windows, 4.0 = scipy's default for smoothing).
+    mode : {"reflect", "mirror"}, default "reflect"
+        Boundary, as scipy names it (:func:`boundary_indices`).
 
     Returns
     -------
     Tensor, (K, *x.shape): ``out[k]`` equals
-    ``scipy.ndimage.gaussian_filter(x, sigmas[k], truncate=truncate, mode="reflect")`` applied over
+    ``scipy.ndimage.gaussian_filter(x, sigmas[k], truncate=truncate, mode=mode)`` applied over
     the last ``dims`` axes only.
     """
     sigmas = tuple(float(s) for s in sigmas)
@@ -141,7 +177,7 @@ def gaussian_filter_multi(
         raise ValueError(f"dims={dims} does not fit an input of shape {tuple(shape)}")
     spatial = tuple(int(n) for n in shape[x.dim() - dims :])
     lead = math.prod(shape[: x.dim() - dims])
-    mats = [_filter_matrices(n, sigmas, float(truncate), x.dtype, x.device) for n in spatial]
+    mats = [_filter_matrices(n, sigmas, float(truncate), x.dtype, x.device, mode) for n in spatial]
 
     # last axis, then the second-to-last, one scale at a time: two plain matrix products per
     # scale on contiguous data (no broadcast copies of x or of the matrices)
@@ -216,6 +252,8 @@ def ssim_maps(
     dims: int = 2,
     k1: float = K1,
     k2: float = K2,
+    covariance: str = "population",
+    padding: str = "reflect",
 ) -> torch.Tensor:
     """Per-pixel SSIM for several Gaussian window spreads, computed in one pass.
 
@@ -226,6 +264,12 @@ def ssim_maps(
     data_range : float or "auto"
     dims : int, 2 (per slice) or 3 (per volume)
     k1, k2 : float
+    covariance : {"population", "sample"}, default "population"
+        Local (co)variances as Wang et al.'s Gaussian-weighted moments, or scaled by ``NP / (NP - 1)``
+        (scikit-image's sample covariance); see Notes.
+    padding : {"mirror", "reflect"}, default "reflect"
+        Window boundary: ``mirror`` (edge voxel not repeated; the author's torch reflect padding) or
+        ``reflect`` (edge voxel repeated; scipy / scikit-image); see Notes.
 
     Returns
     -------
@@ -243,14 +287,22 @@ def ssim_maps(
       ``sigma = 1`` gives 9, the SSIM-ens set {0.3, 0.5, ..., 1.7} gives 3, 5, 5, 7, 9, 11, 11, 13);
     * weights ``exp(-k^2 / (2 sigma^2))`` normalised to sum to one, applied separably along each of the
       last ``dims`` axes;
-    * half-sample symmetric boundary (scipy's ``mode="reflect"``: ``d c b a | a b c d | d c b a``);
-    * sample covariance: variances and covariance are scaled by ``NP / (NP - 1)`` with
-      ``NP = (2 r + 1) ** dims``;
+    * boundary ``padding``: ``"reflect"`` = half-sample symmetric (scipy's ``mode="reflect"``:
+      ``d c b a | a b c d | d c b a``), ``"mirror"`` = whole-sample symmetric (scipy's ``mode="mirror"`` =
+      torch's ``F.pad(mode="reflect")``: ``d c b | a b c d | c b a``);
+    * ``covariance``: ``"population"`` = the Gaussian-weighted moments ``s_x^2 = sum_i w_i (x_i - mu_x)^2``
+      of Wang et al. 2004 (eq. 14-16); ``"sample"`` = variances and covariance scaled by ``NP / (NP - 1)``
+      with ``NP = (2 r + 1) ** dims``;
     * ``C1 = (K1 L)^2``, ``C2 = (K2 L)^2``, ``K1 = 0.01``, ``K2 = 0.03``, ``L`` = data range.
 
-    This is exactly what ``skimage.metrics.structural_similarity(a, b, data_range=L,
-    gaussian_weights=True, sigma=sigma, use_sample_covariance=True, full=True)[1]`` computes (checked
-    to 1e-6 in float64 by the tests, in 2D and 3D).
+    ``covariance="sample", padding="reflect"`` is exactly what ``skimage.metrics.structural_similarity(a, b,
+    data_range=L, gaussian_weights=True, sigma=sigma, use_sample_covariance=True, full=True)[1]`` computes
+    (``covariance="population"`` that with ``use_sample_covariance=False``); ``covariance="population",
+    padding="mirror"`` is the SSIM of the author's public code (a vendored torchmetrics 3D SSIM with torch
+    reflect padding) and equals a plain scipy implementation of Wang et al.'s Gaussian-window SSIM with the
+    ``mirror`` boundary. Both checked to 1e-6 in float64 by the tests, in 2D and 3D. The two conventions
+    differ by up to ~17 % (relative) at the volume's edge voxels and ~0.3 % inside (config/README.md,
+    ``conventions``).
 
     Implementation: the 1-D Gaussian convolution with the reflect boundary along an axis of length
     ``n`` is a fixed linear map, so it is applied as a (n, n) matrix (built once per shape, sigma,
@@ -278,16 +330,23 @@ def ssim_maps(
         raise ValueError(f"x and y shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
     if x.dim() < dims:
         raise ValueError(f"need at least {dims} axes, got shape {tuple(x.shape)}")
+    if covariance not in COVARIANCES:
+        raise ValueError(f"covariance must be one of {COVARIANCES}, got {covariance!r}")
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
     dt = compute_dtype(x.dtype)
     x, y = x.to(dt), y.to(dt)
     sigmas = tuple(float(s) for s in sigmas)
     rng = resolve_data_range(x, y, data_range, dims)
     c1, c2 = (k1 * rng) ** 2, (k2 * rng) ** 2
 
-    moments = gaussian_filter_multi(torch.stack([x, y, x * x, y * y, x * y]), sigmas, dims)
+    moments = gaussian_filter_multi(torch.stack([x, y, x * x, y * y, x * y]), sigmas, dims, mode=padding)
     ux, uy, uxx, uyy, uxy = moments.unbind(1)  # each (K, *x.shape); overwritten below
-    n_pts = torch.tensor([(2 * gaussian_radius(s) + 1) ** dims for s in sigmas], dtype=dt, device=x.device)
-    cov_norm = (n_pts / (n_pts - 1)).reshape(-1, *([1] * x.dim()))
+    if covariance == "sample":
+        n_pts = torch.tensor([(2 * gaussian_radius(s) + 1) ** dims for s in sigmas], dtype=dt, device=x.device)
+        cov_norm = (n_pts / (n_pts - 1)).reshape(-1, *([1] * x.dim()))
+    else:
+        cov_norm = 1.0
     # in place on the moment buffers (memory traffic dominates on CPUs):
     # num = (2 ux uy + C1) (2 cov_norm (uxy - ux uy) + C2)
     # den = (ux^2 + uy^2 + C1) (cov_norm (uxx + uyy - ux^2 - uy^2) + C2)
@@ -300,8 +359,9 @@ def ssim_maps(
     return num1.mul_(num2).div_(den1.mul_(den2))
 
 
-def ssim_map(x, y, sigma: float = 1.0, data_range=1.0, dims: int = 2, k1: float = K1, k2: float = K2):
-    """Per-pixel SSIM map with a Gaussian window (scikit-image equivalent, see :func:`ssim_maps`).
+def ssim_map(x, y, sigma: float = 1.0, data_range=1.0, dims: int = 2, k1: float = K1, k2: float = K2,
+             covariance: str = "population", padding: str = "reflect"):
+    """Per-pixel SSIM map with a Gaussian window (conventions: see :func:`ssim_maps`).
 
     Parameters
     ----------
@@ -313,6 +373,8 @@ def ssim_map(x, y, sigma: float = 1.0, data_range=1.0, dims: int = 2, k1: float 
     dims : int, default 2
         2 = per slice (last two axes), 3 = per volume (last three axes).
     k1, k2 : float, default 0.01, 0.03
+    covariance : {"population", "sample"}, default "population"
+    padding : {"mirror", "reflect"}, default "reflect"
 
     Returns
     -------
@@ -321,7 +383,7 @@ def ssim_map(x, y, sigma: float = 1.0, data_range=1.0, dims: int = 2, k1: float 
     """
     as_numpy = isinstance(x, np.ndarray)
     xt, yt = torch.as_tensor(x), torch.as_tensor(y)
-    out = ssim_maps(xt, yt, (sigma,), data_range, dims, k1, k2)[0]
+    out = ssim_maps(xt, yt, (sigma,), data_range, dims, k1, k2, covariance, padding)[0]
     if as_numpy:
         return out.cpu().numpy()
     return out.to(xt.dtype)
@@ -348,10 +410,10 @@ def scale_ensemble(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 # --------------------------------------------------------------------------------------------
 
 
-def _one_minus_ssim(image, recons, mask, sigma, data_range, dims, k1, k2):
+def _one_minus_ssim(image, recons, mask, sigma, data_range, dims, k1, k2, covariance, padding):
     d = spatial_dims(image, dims)
     mean = recons.mean(dim=0, dtype=compute_dtype(recons.dtype))
-    s = ssim_maps(image, mean, (sigma,), data_range, d, k1, k2)[0]
+    s = ssim_maps(image, mean, (sigma,), data_range, d, k1, k2, covariance, padding)[0]
     return ((1 - s) * mask).to(image.dtype)
 
 
@@ -365,6 +427,8 @@ def ssim(
     dims: int | None = None,
     k1: float = K1,
     k2: float = K2,
+    covariance: str = "population",
+    padding: str = "reflect",
 ) -> torch.Tensor:
     """``1 - SSIM_sigma(x, mean_s recons)`` inside the mask, zero outside.
 
@@ -378,12 +442,15 @@ def ssim(
     dims : None, 2 or 3, default None = the image's spatial dimensionality
         (3D SSIM per volume for volumes as in the public code, 2D for slices)
     k1, k2 : float, default 0.01, 0.03
+    covariance : {"population", "sample"}, default "population"
+    padding : {"mirror", "reflect"}, default "reflect"
+        SSIM conventions (:func:`ssim_maps`); the workflow passes config ``conventions``.
 
     Returns
     -------
     Tensor, image shape and dtype.
     """
-    return _one_minus_ssim(image, recons, mask, sigma, data_range, dims, k1, k2)
+    return _one_minus_ssim(image, recons, mask, sigma, data_range, dims, k1, k2, covariance, padding)
 
 
 # S_mean of P8.5: the same computation as ``ssim`` (1 - SSIM(x, mean of the S reconstructions)),
@@ -401,6 +468,8 @@ def ssim_ens(
     dims: int | None = None,
     k1: float = K1,
     k2: float = K2,
+    covariance: str = "population",
+    padding: str = "reflect",
 ) -> torch.Tensor:
     """SSIM-ens (P8.4): ``1 - sum_k w_k SSIM_{sigma_k}(x, mean_s recons)`` inside the mask.
 
@@ -413,7 +482,7 @@ def ssim_ens(
     recons : (S, *image.shape); averaged over S first
     mask : image shape, bool
     sigmas : sequence of floats, default (0.3, 0.5, 0.7, 0.9, 1.1, 1.3, 1.5, 1.7)
-    data_range, dims, k1, k2 : as in :func:`ssim`
+    data_range, dims, k1, k2, covariance, padding : as in :func:`ssim`
 
     Returns
     -------
@@ -421,5 +490,5 @@ def ssim_ens(
     """
     d = spatial_dims(image, dims)
     mean = recons.mean(dim=0, dtype=compute_dtype(recons.dtype))
-    ens, _ = scale_ensemble(ssim_maps(image, mean, sigmas, data_range, d, k1, k2))
+    ens, _ = scale_ensemble(ssim_maps(image, mean, sigmas, data_range, d, k1, k2, covariance, padding))
     return ((1 - ens) * mask).to(image.dtype)
