@@ -54,3 +54,17 @@ def test_registry_declares_what_a_scoring_uses():
         uses_model_maps("nope")
     with pytest.raises(ValueError, match="uses must be one of"):
         register("other", uses="images")
+
+
+def test_ssim_convention_keywords_match_the_registered_functions():
+    """brainuad.conventions.SSIM_KWARGS (torch-free, read at parse time) names real keywords of every scoring
+    that computes an SSIM, and no other registered scoring takes them."""
+    import inspect
+
+    from brainuad.conventions import SSIM_KWARGS
+    from brainuad.scoring import scoring_fn
+
+    for name in available():
+        params = inspect.signature(scoring_fn(name)).parameters
+        takes = {p for p in params if p in ("covariance", "padding", "ssim_covariance", "ssim_padding")}
+        assert takes == set(SSIM_KWARGS.get(name, {}).values()), name

@@ -144,10 +144,10 @@ def remove_small_components(binary, min_size: int, connectivity: int = 3, rule: 
     rule : {"fewer_than", "filled_at_most"}, default "fewer_than"
         ``"fewer_than"``: components with ``size < min_size`` are removed, ``size >= min_size`` kept
         (the thesis: "fewer than 7 voxels" are removed). ``"filled_at_most"``: components whose
-        hole-filled size (``skimage.measure.regionprops(...).area_filled``, holes filled in the
-        component's bounding box) is ``<= min_size`` are removed (the author's code:
-        ``filled_area <= 7``); a 7-voxel component goes, a ring of 8 voxels around one hole (filled
-        size 9) stays.
+        hole-filled size (``skimage.measure.regionprops(...).area_filled``: holes enclosed in
+        ``binary.ndim`` dimensions filled within the component's bounding box) is ``<= min_size`` are
+        removed (the author's code: ``filled_area <= 7``); a 7-voxel component goes, and with
+        ``min_size`` 26 a 3 x 3 x 3 cube without its centre (26 voxels, filled 27) stays.
 
     Returns
     -------
