@@ -108,3 +108,31 @@ def test_write_report_writes_a_pdf(tmp_path):
                  table_specs={"main": {"metrics": ["dice"]}}, qualitative={}, inference_time={}, sweeps={},
                  datasets={}, title="T", config={"a": 1}, benchmarks=tmp_path / "bench")
     assert (tmp_path / "r.pdf").read_bytes()[:4] == b"%PDF"
+
+
+def test_provenance_page_states_the_preset_and_every_convention(tmp_path, monkeypatch):
+    from brainuad.reporting import pdf as pdf_mod
+    from brainuad.reporting.report import conventions_lines
+
+    pages = []
+    original = pdf_mod._text_page
+    monkeypatch.setattr(pdf_mod, "_text_page", lambda pdf, title, lines, **kw: (pages.append((title, lines)),
+                                                                                original(pdf, title, lines, **kw)))
+    conventions = [("ssim_covariance", "population", "preset author_code"),
+                   ("auprc_region", "brain", "set in config")]
+    long = pd.DataFrame([{"row": "AE", "dataset_label": "T", "metric": "dice", "mean": 0.5, "std": 0.1,
+                          "n_folds": 2, "note": ""}])
+    long.to_csv(tmp_path / "main.tsv", sep="\t", index=False)
+    write_report(tmp_path / "r.pdf", captions=CAPTION_FILES, tables=[tmp_path / "main.tsv"], inference=[],
+                 figures=[], qc_tables=[], qc_exclusions=[], qc_figures=[],
+                 table_specs={"main": {"metrics": ["dice"]}}, qualitative={}, inference_time={}, sweeps={},
+                 datasets={}, title="T", config={"a": 1}, benchmarks=tmp_path / "bench", preset="author_code",
+                 conventions=conventions)
+    provenance = dict(pages)["Provenance"]
+    expected = conventions_lines("author_code", conventions)
+    assert expected[0] == "Conventions (config 'conventions', config/README.md): preset author_code"
+    assert expected[1].split() == ["ssim_covariance", "population", "(preset", "author_code)"]
+    assert expected[2].split() == ["auprc_region", "brain", "(set", "in", "config)"]
+    start = provenance.index(expected[0])
+    assert provenance[start : start + 3] == expected
+    assert conventions_lines("x", []) == []
