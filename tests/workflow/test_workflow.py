@@ -197,3 +197,53 @@ def test_all_data_target_plans_only_the_data_stage(tmp_path):
     counts = job_counts(snakemake(tmp_path, "-n", "all_data").stdout)
     assert {"make_phantom", "manifest"} <= set(counts), counts
     assert set(counts) <= {"make_phantom", "manifest", "preprocess", "pack", "qc", "all_data"}, counts
+
+
+def test_convention_changes_rerun_only_the_affected_stages(smoke_run, tmp_path):
+    """config `conventions`: an SSIM switch reruns the score jobs of the scorings that compute an SSIM (and
+    what follows), never l1 / native scores, training or reconstruction; an evaluation switch reruns
+    evaluate onward (the order on every dataset, the other three on the pathology sets only), no score."""
+    from brainuad.conventions import SSIM_KWARGS
+
+    workdir, _ = smoke_run
+    results = workdir / "results"
+    roles = {name: ds["role"] for name, ds in yaml.safe_load(SMOKE.read_text())["datasets"].items()}
+    ssim_scores = [f for f in (results / "scores").rglob("*.npz") if f.stem.split("@")[0] in SSIM_KWARGS]
+    metrics = list((results / "eval").rglob("metrics.tsv"))
+    pathology_metrics = [f for f in metrics if roles[f.parts[-3]] == "pathology"]
+    assert ssim_scores and len(pathology_metrics) < len(metrics)
+    never = {"train", "pretrain", "reconstruct", "preprocess", "make_phantom", "pack"}
+
+    def ssim(cfg):
+        cfg["conventions"] = {"preset": "thesis_text", "ssim_padding": "mirror"}
+
+    out = snakemake(workdir, "-n", "all_tables", config=_variant(tmp_path, ssim)).stdout
+    counts = job_counts(out)
+    assert counts.get("score") == len(ssim_scores), counts
+    rerun = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.strip().startswith("output:")]
+    scored = [o for o in rerun if o.startswith("results/scores/")]
+    assert scored and all(Path(o).stem.split("@")[0] in SSIM_KWARGS for o in scored), scored
+    assert not never & set(counts), counts
+
+    def evaluation(cfg):
+        cfg["conventions"] = {"preset": "thesis_text", "component_rule": "filled_at_most", "auprc_region": "volume",
+                              "threshold_ties": "last"}
+
+    counts = job_counts(snakemake(workdir, "-n", "all_tables", config=_variant(tmp_path, evaluation)).stdout)
+    assert counts.get("evaluate") == len(pathology_metrics), counts
+    assert "score" not in counts and not never & set(counts), counts
+
+    def order(cfg):
+        cfg["conventions"] = {"preset": "thesis_text", "postprocess_order": "mask_first"}
+
+    counts = job_counts(snakemake(workdir, "-n", "all_tables", config=_variant(tmp_path, order)).stdout)
+    assert counts.get("evaluate") == len(metrics), counts
+    assert "score" not in counts and not never & set(counts), counts
+    # the default's values reached through another preset and switches: only the report (its provenance
+    # page names the preset and where each switch comes from) is rebuilt
+    def same(cfg):
+        cfg["conventions"] = {"preset": "author_code", "ssim_padding": "reflect", "postprocess_order": "median_first",
+                              "component_rule": "fewer_than", "auprc_region": "brain", "threshold_ties": "first"}
+
+    counts = job_counts(snakemake(workdir, "-n", "all_tables", config=_variant(tmp_path, same)).stdout)
+    assert set(counts) <= {"report", "all_tables"}, counts
