@@ -300,9 +300,9 @@ def ssim_maps(
     (``covariance="population"`` that with ``use_sample_covariance=False``); ``covariance="population",
     padding="mirror"`` is the SSIM of the author's public code (a vendored torchmetrics 3D SSIM with torch
     reflect padding) and equals a plain scipy implementation of Wang et al.'s Gaussian-window SSIM with the
-    ``mirror`` boundary. Both checked to 1e-6 in float64 by the tests, in 2D and 3D. The two conventions
-    differ by up to ~17 % (relative) at the volume's edge voxels and ~0.3 % inside (config/README.md,
-    ``conventions``).
+    ``mirror`` boundary. Both checked to 1e-6 in float64 by the tests, in 2D and 3D. On a brain volume the
+    two change ``1 - SSIM`` by up to 62 % at the brain voxels of the first and last slice, almost all from
+    the padding (``benchmarks/bench_ssim_conventions.py``; config/README.md, ``conventions``).
 
     Implementation: the 1-D Gaussian convolution with the reflect boundary along an axis of length
     ``n`` is a fixed linear map, so it is applied as a (n, n) matrix (built once per shape, sigma,
