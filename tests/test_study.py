@@ -252,7 +252,7 @@ def test_data_and_report_inputs():
         f"results/qc/{ds}/qc.tsv" for ds in ("healthy_t2", "tumour_t2", "ms_t2")]
     report = s.report_inputs()
     assert list(report) == ["tables", "figures", "sweeps", "qc_tables", "qc_exclusions", "qc_figures", "inference",
-                            "captions"]
+                            "captions", "claims", "published"]
     assert {Path(c).name for c in report["captions"]} >= {"table.rst", "qualitative.rst"}  # a caption edit reruns it
     assert report["tables"] == [f"results/tables/{t}.tsv" for t in ("segmentation", "reconstruction", "diffusion")]
     assert report["inference"] == ["results/tables/inference_time.tsv"]

@@ -49,7 +49,7 @@ TABLE_EXTS = ("tsv", "md", "tex")
 #: permutation tests and bootstrap CIs of one table (brainuad.evaluation.stats)
 TABLE_STATS = "results/stats/{table}.tsv"
 #: the thesis claims re-tested (brainuad.evaluation.claims)
-CLAIMS = "results/stats/claims.tsv"
+CLAIMS = "results/claims/claims.tsv"
 #: published numbers, one TSV per published table (brainuad.evaluation.published); relative to the workflow folder
 PUBLISHED = "config/published/{published}.tsv"
 SWEEP_TABLE = "results/tables/sweep_{sweep}.tsv"

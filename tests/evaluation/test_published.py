@@ -74,10 +74,9 @@ def test_side_by_side_flags_a_difference_outside_the_ci():
                               {"paper": "thesis", "table": "Tab", "row": "P-B", "source_row": "B", "column": "C",
                                "metric": "dice", "unit": "%", "mean": 30.0, "std": 1.0, "text": "30.0 ± 1.0",
                                "marks": ""}])
-    table = pd.DataFrame({"row": ["A", "B"], "dataset": ["d", "d"], "metric": ["dice", "dice"], "mean": [0.49, 0.40]})
-    stats = pd.DataFrame({"row": ["A", "B"], "dataset": ["d", "d"], "metric": ["dice", "dice"],
+    table = pd.DataFrame({"row": ["A", "B"], "dataset": ["d", "d"], "metric": ["dice", "dice"], "mean": [0.49, 0.40],
                           "ci_low": [0.47, 0.38], "ci_high": [0.51, 0.42]})
     spec = {"table": "x", "rows": {"A": "P-A", "B": "P-B"}, "datasets": {"d": "C"}}
-    out = side_by_side(stats, table, spec, published, METRICS).set_index("row")
+    out = side_by_side(table, spec, published, METRICS).set_index("row")
     assert out.loc["A", "difference"] == pytest.approx(-1.0) and not out.loc["A", "outside_ci"]
     assert out.loc["B", "difference"] == pytest.approx(10.0) and out.loc["B", "outside_ci"]

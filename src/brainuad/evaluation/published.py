@@ -54,14 +54,13 @@ def read_published(path: str | Path) -> pd.DataFrame:
     return df
 
 
-def side_by_side(stats_long: pd.DataFrame, table_long: pd.DataFrame, spec: dict, published: pd.DataFrame,
-                 metrics: dict) -> pd.DataFrame:
+def side_by_side(table_long: pd.DataFrame, spec: dict, published: pd.DataFrame, metrics: dict) -> pd.DataFrame:
     """Reproduced vs published cells of one table, in display units.
 
     Parameters
     ----------
-    stats_long : :func:`brainuad.evaluation.stats.table_stats` output (CIs)
-    table_long : :func:`brainuad.reporting.tables.aggregate` output (mean ± std over folds)
+    table_long : a table's long TSV (:func:`brainuad.reporting.tables.aggregate` + ``attach_stats``: ``row,
+        dataset, metric, mean`` and, where tested, ``ci_low, ci_high`` in metric units)
     spec : the table's ``published`` entry
     published : :func:`read_published`
     metrics : ``{name: (label, scale, higher_is_better)}``
@@ -69,11 +68,11 @@ def side_by_side(stats_long: pd.DataFrame, table_long: pd.DataFrame, spec: dict,
     Returns
     -------
     DataFrame: ``row, dataset, metric, reproduced, ci_low, ci_high, published, published_std, difference,
-    outside_ci, published_row, published_column`` -- one line per mapped cell that the publication has.
+    outside_ci, published_row, published_column, source`` -- one line per mapped cell the publication has;
+    ``outside_ci``: the published mean lies outside the reproduced bootstrap CI.
     """
     rows_map, ds_map, m_map = spec.get("rows", {}), spec.get("datasets", {}), spec.get("metrics", {})
     pub = published.set_index(["row", "column", "metric"])
-    ci = stats_long.set_index(["row", "dataset", "metric"]) if len(stats_long) else None
     lines = []
     for _, r in table_long.iterrows():
         prow, pcol, pmet = rows_map.get(r["row"]), ds_map.get(r["dataset"]), m_map.get(r["metric"], r["metric"])
@@ -82,14 +81,11 @@ def side_by_side(stats_long: pd.DataFrame, table_long: pd.DataFrame, spec: dict,
         scale = metrics.get(r["metric"], (r["metric"], 1.0, True))[1]
         p = pub.loc[(prow, pcol, pmet)]
         mean = float(r["mean"]) * scale
-        lo = hi = math.nan
-        if ci is not None and (r["row"], r["dataset"], r["metric"]) in ci.index:
-            c = ci.loc[(r["row"], r["dataset"], r["metric"])]
-            lo, hi = float(c["ci_low"]) * scale, float(c["ci_high"]) * scale
+        lo, hi = (float(r.get(k, math.nan)) * scale for k in ("ci_low", "ci_high"))
         diff = mean - float(p["mean"])
-        outside = bool(math.isfinite(lo) and not (lo <= float(p["mean"]) <= hi))
+        outside = bool(math.isfinite(lo) and math.isfinite(hi) and not (lo <= float(p["mean"]) <= hi))
         lines.append({"row": r["row"], "dataset": r["dataset"], "metric": r["metric"], "reproduced": mean,
-                      "ci_low": lo, "ci_high": hi, "published": float(p["mean"]), "published_std": p["std"],
+                      "ci_low": lo, "ci_high": hi, "published": float(p["mean"]), "published_std": float(p["std"]),
                       "difference": diff, "outside_ci": outside, "published_row": prow, "published_column": pcol,
                       "source": f"{p['paper']} {p['table']}"})
     return pd.DataFrame(lines, columns=["row", "dataset", "metric", "reproduced", "ci_low", "ci_high", "published",
@@ -105,7 +101,7 @@ def display(sbs: pd.DataFrame, metrics: dict, datasets: dict) -> pd.DataFrame:
                  for d, m in zip(sbs["dataset"], sbs["metric"])],
         "reproduced [95 % CI]": [f"{v:.2f} [{lo:.2f}, {hi:.2f}]" if math.isfinite(lo) else f"{v:.2f}"
                                  for v, lo, hi in zip(sbs["reproduced"], sbs["ci_low"], sbs["ci_high"])],
-        "published": [f"{v:.2f}" + (f" ± {s:.2f}" if isinstance(s, float) and math.isfinite(s) else "")
+        "published": [f"{v:.2f}" + (f" ± {s:.2f}" if math.isfinite(s) else "")
                       for v, s in zip(sbs["published"], sbs["published_std"])],
         "difference": [f"{d:+.2f}" for d in sbs["difference"]],
         "outside CI": ["**yes**" if o else "no" for o in sbs["outside_ci"]],
