@@ -142,3 +142,16 @@ def test_table_stats_pooled_metric_uses_folds():
     assert set(out["unit"]) == {"fold"} and set(out["n_units"]) == {2}
     # two folds against two folds: the best possible unpaired p-value is 1/C(4,2) = 1/6, never significant
     assert not out["star"].any()
+
+
+def test_schema_choices_equal_the_library():
+    import yaml
+    from pathlib import Path
+
+    schema = yaml.safe_load((Path(__file__).resolve().parents[2] / "workflow" / "schemas" /
+                             "config.schema.yaml").read_text())
+    props = schema["$defs"]["stats"]["properties"]
+    assert set(props) == set(stats.DEFAULTS)
+    for key, allowed in (("unit", stats.UNITS), ("alternative", stats.ALTERNATIVES),
+                         ("correction", stats.CORRECTIONS), ("engine", stats.ENGINES), ("mark", stats.MARKS)):
+        assert props[key]["enum"] == list(allowed), key

@@ -2,8 +2,6 @@
 threshold selection and per-subject metrics, as plain numpy/scipy/scikit-image/scikit-learn
 functions on volumes of shape (D, H, W) (D = axial slices)."""
 
-import importlib
-
 #: public name -> submodule; imported on first use, so that the torch-free planning code (brainuad.study, which
 #: reads brainuad.evaluation.stats and .claims at parse time) does not load scikit-learn / scikit-image
 _LAZY = {
@@ -16,9 +14,16 @@ _LAZY = {
 
 
 def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module == "metrics":
+        from . import metrics as mod
+    elif module == "postprocess":
+        from . import postprocess as mod
+    elif module == "threshold":
+        from . import threshold as mod
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(mod, name)
 
 
 __all__ = [
