@@ -137,7 +137,7 @@ def summary(long: pd.DataFrame) -> pd.DataFrame:
             out.append({"claim": first["text"], "source": first["source"], "test": "-", "measured": "-", "p": "-",
                         "verdict": first["verdict"]})
             continue
-        effects = part["effect"].astype(float)
+        effects = pd.to_numeric(part["effect"], errors="coerce")
         unit = "% time" if first["kind"] == "time" else ""
         measured = (f"{effects.iloc[0]:+.2f}" if len(part) == 1 else f"{effects.min():+.2f} .. {effects.max():+.2f}")
         measured += f" {unit}".rstrip() + (f" (thesis: {first['expected']})" if str(first["expected"]) not in ("", "nan")
@@ -145,5 +145,6 @@ def summary(long: pd.DataFrame) -> pd.DataFrame:
         pairs = sorted({f"{b} > {w}" for b, w in zip(part["better"], part["worse"])})
         test = f"{'; '.join(pairs)} on {', '.join(dict.fromkeys(part['dataset']))} ({first['metric']})"
         out.append({"claim": first["text"], "source": first["source"], "test": test, "measured": measured,
-                    "p": f"{part['p_adjusted'].max():.3g}", "verdict": first["verdict"]})
+                    "p": f"{pd.to_numeric(part['p_adjusted'], errors='coerce').max():.3g}",
+                    "verdict": first["verdict"]})
     return pd.DataFrame(out)
