@@ -24,6 +24,7 @@ All functions are plain numpy/pandas; nothing here needs torch.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -124,28 +125,42 @@ def permutation_pvalue(x, y, *, paired: bool = False, alternative: str = "greate
     return _numpy_pvalue(x, y, paired, alternative, int(rounds), int(seed))
 
 
-def _numpy_pvalue(x, y, paired, alternative, rounds, seed) -> float:
-    rng = np.random.RandomState(seed)  # the generator (and, paired, the draws) MLxtend uses
-    two = alternative == "two-sided"
-    ref = x.mean() - y.mean()
-    ref = abs(ref) if two else ref
-    count, done = 0, 0
-    m, n = x.size, y.size
-    combined, total = np.concatenate([x, y]), x.sum() + y.sum()
+@functools.lru_cache(maxsize=4)
+def _draws(paired: bool, m: int, n: int, rounds: int, seed: int) -> tuple[np.ndarray, ...]:
+    """The random part of a test, which depends only on the sample sizes: paired, the swap masks (rounds, m)
+    MLxtend draws (``RandomState(seed).randn(m) > 0`` per round); unpaired, the indices (rounds, m) of a random
+    m-subset of the m + n pooled values per round. Cached, so the tests of one table column (same subjects,
+    same seed -- as MLxtend with a fixed seed, which repeats its shuffles) draw once."""
+    rng = np.random.RandomState(seed)
+    chunks, done = [], 0
     while done < rounds:
         r = min(CHUNK, rounds - done)
         if paired:
-            flip = rng.randn(r, m) > 0.0
-            sx = np.where(flip, y, x)  # the swapped samples, as MLxtend builds them
-            sy = np.where(flip, x, y)
+            chunks.append(rng.randn(r, m) > 0.0)
+        else:
+            keys = rng.random_sample((r, m + n))
+            chunks.append(np.argpartition(keys, m - 1, axis=1)[:, :m].astype(np.int32))
+        done += r
+    return tuple(chunks)
+
+
+def _numpy_pvalue(x, y, paired, alternative, rounds, seed) -> float:
+    two = alternative == "two-sided"
+    ref = x.mean() - y.mean()
+    ref = abs(ref) if two else ref
+    count = 0
+    m, n = x.size, y.size
+    combined, total = np.concatenate([x, y]), x.sum() + y.sum()
+    for draw in _draws(bool(paired), m, n, rounds, seed):
+        if paired:
+            sx = np.where(draw, y, x)  # the swapped samples, as MLxtend builds them
+            sy = np.where(draw, x, y)
             stat = sx.mean(axis=1) - sy.mean(axis=1)
         else:
-            idx = np.argpartition(rng.random_sample((r, m + n)), m - 1, axis=1)[:, :m]  # a random m-subset
-            s = combined[idx].sum(axis=1)
-            stat = s / m - (total - s) / n
+            sub = combined[draw].sum(axis=1)
+            stat = sub / m - (total - sub) / n
         stat = np.abs(stat) if two else stat
         count += int(np.count_nonzero((stat > ref) | np.isclose(stat, ref)))
-        done += r
     return (count + 1.0) / (rounds + 1.0)
 
 
