@@ -306,6 +306,13 @@ def table_stats(spec: dict, load: Callable, folds, models: dict, datasets: dict,
     """
     from brainuad.reporting.tables import row_label, table_row
 
+    cache = {}
+
+    def read(*key):  # every evaluation is read once per table, not once per metric
+        if key not in cache:
+            cache[key] = load(*key)
+        return cache[key]
+
     lines = []
     for ds in spec["datasets"]:
         for metric in spec["metrics"]:
@@ -313,7 +320,7 @@ def table_stats(spec: dict, load: Callable, folds, models: dict, datasets: dict,
             cells = []
             for row in spec["rows"]:
                 row = table_row(row, default_run)
-                got = [load(row["model"], row["run"], f, ds, row["scoring"]) for f in folds]
+                got = [read(row["model"], row["run"], f, ds, row["scoring"]) for f in folds]
                 samples = cell_samples(got, metric, pooled_metrics)
                 cells.append((row, row_label(row, models), samples))
             means = {i: c[2]["fold_mean"] for i, c in enumerate(cells) if math.isfinite(c[2]["fold_mean"])}
