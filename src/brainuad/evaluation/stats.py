@@ -151,11 +151,11 @@ def _numpy_pvalue(x, y, paired, alternative, rounds, seed) -> float:
     count = 0
     m, n = x.size, y.size
     combined, total = np.concatenate([x, y]), x.sum() + y.sum()
+    d = x - y if paired else None
+    d_sum = d.sum() if paired else None
     for draw in _draws(bool(paired), m, n, rounds, seed):
-        if paired:
-            sx = np.where(draw, y, x)  # the swapped samples, as MLxtend builds them
-            sy = np.where(draw, x, y)
-            stat = sx.mean(axis=1) - sy.mean(axis=1)
+        if paired:  # mean(swapped x) - mean(swapped y) = (sum(d) - 2 * sum of the swapped d) / m, d = x - y
+            stat = (d_sum - 2.0 * (draw @ d)) / m
         else:
             sub = combined[draw].sum(axis=1)
             stat = sub / m - (total - sub) / n
