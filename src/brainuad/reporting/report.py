@@ -47,7 +47,7 @@ def one_column(index, name: str, values, empty: str) -> pd.DataFrame:
 #: a table gets a "± CI" page when it has at most this many columns (wider ones: CIs in the TSV only)
 CI_PAGE_COLUMNS = 6
 #: characters per line of a table note
-NOTE_WIDTH = 230
+NOTE_WIDTH = 200
 
 
 def stats_note(long: pd.DataFrame) -> str:
@@ -103,9 +103,8 @@ def claims_table(tsv: str | Path) -> tuple[str, pd.DataFrame, str]:
 
     long = pd.read_csv(tsv, sep="\t", keep_default_na=False)
     shown = summary(long)
-    shown["claim"] = [textwrap.fill(c, 34) for c in shown["claim"]]
-    shown["test"] = [textwrap.fill(t, 46) for t in shown["test"]]
-    shown["verdict"] = [textwrap.fill(v, 30) for v in shown["verdict"]]
+    for col in ("claim", "source", "test", "measured", "verdict"):  # six equal columns of about 30 characters
+        shown[col] = [textwrap.fill(str(v), 30) for v in shown[col]]
     tested = long[long["p"].astype(str) != ""]
     test = tested["test"].iloc[0] if len(tested) else "-"
     note = ("Each claim is re-tested as one-sided comparisons 'A > B' (every listed pair and dataset); measured = "
