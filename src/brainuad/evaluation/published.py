@@ -14,6 +14,7 @@ datasets: {dataset: published column}, metrics: {metric: published metric}}``.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,6 @@ def display(sbs: pd.DataFrame, metrics: dict, datasets: dict) -> pd.DataFrame:
                       for v, s in zip(sbs["published"], sbs["published_std"])],
         "difference": [f"{d:+.2f}" for d in sbs["difference"]],
         "outside CI": ["**yes**" if o else "no" for o in sbs["outside_ci"]],
-        "source": [f"{s}: {r}" for s, r in zip(sbs["source"], sbs["published_row"])],
+        "source": [textwrap.fill(f"{s}: {r}", 24) for s, r in zip(sbs["source"], sbs["published_row"])],
     })
     return out.set_index("row")
