@@ -252,7 +252,7 @@ def test_data_and_report_inputs():
         f"results/qc/{ds}/qc.tsv" for ds in ("healthy_t2", "tumour_t2", "ms_t2")]
     report = s.report_inputs()
     assert list(report) == ["tables", "figures", "sweeps", "qc_tables", "qc_exclusions", "qc_figures", "inference",
-                            "captions"]
+                            "captions", "claims", "published"]
     assert {Path(c).name for c in report["captions"]} >= {"table.rst", "qualitative.rst"}  # a caption edit reruns it
     assert report["tables"] == [f"results/tables/{t}.tsv" for t in ("segmentation", "reconstruction", "diffusion")]
     assert report["inference"] == ["results/tables/inference_time.tsv"]
@@ -281,4 +281,41 @@ def test_schema_error_names_the_path_of_a_wrong_value():
     cfg = copy.deepcopy(SMOKE)
     cfg["bogus"] = 1
     msg = str(schema_error(cfg, SCHEMA))
-    assert msg.startswith("config error: bogus: unknown key; allowed in the top level: ") and " datasets," in msg
+    assert msg.startswith("config error: bogus: unknown key; allowed in the top level: ") and "datasets, device," in msg
+
+
+# ---------------------------------------------------------------- statistics, published numbers, claims
+def test_claims_plan_only_testable_claims():
+    s = study()
+    assert s.claims_missing() == {"ens_helps": [], "faster": [], "sadm": ["model sadm_res"]}
+    inputs = s.claims_inputs()
+    assert "results/eval/healthy_t2/anoddpm_ens/default/fold-1/tumour_t2/l1/metrics.tsv" in inputs
+    assert "results/recon/healthy_t2/cddpm_ssl/default/fold-0/tumour_t2.npz" in inputs
+    assert not any("sadm" in f for f in inputs)
+    assert s.report_inputs()["claims"] == [paths.CLAIMS]
+
+
+def test_stats_settings_layer_table_over_run():
+    s = study(lambda c: (c.update(stats={"paired": True}), c["tables"]["diffusion"].update(stats={"mark": "underline"})))
+    assert s.stats_settings()["paired"] is True and s.stats_settings()["mark"] == "star"
+    assert s.stats_settings("diffusion")["mark"] == "underline" and s.stats_settings("diffusion")["paired"] is True
+    assert s.table_stats_files()[0] == "results/stats/segmentation.tsv"
+
+
+def test_published_mapping_is_checked():
+    def bad_row(c):
+        c["tables"]["diffusion"]["published"] = {"table": "thesis_tab4_4", "rows": {"cDDPM": "cDDPM [22]"}}
+    assert "published.rows: 'cDDPM' is not a row label" in config_error(bad_row)
+
+    def bad_file(c):
+        c["tables"]["diffusion"]["published"] = {"table": "tab9_9"}
+    assert "tab9_9.tsv does not exist (known: " in config_error(bad_file)
+
+    def good(c):
+        c["tables"]["diffusion"]["published"] = {"table": "thesis_tab4_4", "rows": {"anoddpm": "AnoDDPM [116]"},
+                                                 "datasets": {"tumour_t2": "BRATS (T2)"}}
+    assert study(good).published_files() == [str(ROOT / "config" / "published" / "thesis_tab4_4.tsv")]
+
+
+def test_duplicate_claim_ids_are_an_error():
+    assert "claims: duplicate id(s) sadm" in config_error(lambda c: c["claims"].append(copy.deepcopy(c["claims"][2])))

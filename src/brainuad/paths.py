@@ -46,6 +46,12 @@ DOMAIN_SHIFT = f"results/analysis/domain_shift/{RUN_KEY}.{{ext}}"
 #: ext: tsv, md or tex
 TABLE = "results/tables/{table}.{ext}"
 TABLE_EXTS = ("tsv", "md", "tex")
+#: permutation tests and bootstrap CIs of one table (brainuad.evaluation.stats)
+TABLE_STATS = "results/stats/{table}.tsv"
+#: the thesis claims re-tested (brainuad.evaluation.claims)
+CLAIMS = "results/claims/claims.tsv"
+#: published numbers, one TSV per published table (brainuad.evaluation.published); relative to the workflow folder
+PUBLISHED = "config/published/{published}.tsv"
 SWEEP_TABLE = "results/tables/sweep_{sweep}.tsv"
 SWEEP_FIGURE = "results/figures/sweep_{sweep}.png"
 #: ext: tsv or md

@@ -17,6 +17,8 @@ import yaml
 from brainuad import conventions as conv
 from brainuad import paths
 from brainuad.catalog import LEARNING_FREE
+from brainuad.evaluation import claims as claims_lib
+from brainuad.evaluation import stats as stats_lib
 from brainuad.reporting.tables import row_label, row_scoring, table_row
 
 #: the run of a model as configured (no sweep row applied)
@@ -515,7 +517,52 @@ class Study:
         inference = [paths.fill(paths.INFERENCE_TIME, ext="tsv")] if self.config["report"].get("inference_time") else []
         captions = sorted(str(path) for path in (self.basedir / "workflow" / "report").glob("*.rst"))
         return {"tables": self.table_files("tsv"), "figures": self.report_figures(), "sweeps": self.sweep_tables(),
-                **qc, "inference": inference, "captions": captions}
+                **qc, "inference": inference, "captions": captions,
+                "claims": [paths.CLAIMS] if self.config.get("claims") else [], "published": self.published_files()}
+
+    # ------------------------------------------------------------ statistics, published numbers, claims
+    def stats_settings(self, table: str | None = None) -> dict:
+        """Test settings of ``table`` (the run's ``stats`` with the table's own ``stats`` on top), or of the run."""
+        layers = [self.config.get("stats")] + ([self.tables[table].get("stats")] if table else [])
+        try:
+            return canon(stats_lib.settings(*layers))
+        except ValueError as err:
+            raise config_error(f"{'tables.' + table + '.' if table else ''}{err}")
+
+    def table_stats_files(self) -> list[str]:
+        return [paths.fill(paths.TABLE_STATS, table=t) for t in self.tables]
+
+    def published_file(self, table: str) -> str | None:
+        """config/published/<name>.tsv a table declares it reproduces (absolute), else None."""
+        spec = self.tables[table].get("published")
+        if not spec:
+            return None
+        return str(self.basedir / paths.fill(paths.PUBLISHED, published=spec["table"]))
+
+    def published_files(self) -> list[str]:
+        return [f for f in (self.published_file(t) for t in self.tables) if f]
+
+    def claims_missing(self) -> dict[str, list[str]]:
+        """{claim id: what the config lacks for it} (an empty list: testable)."""
+        return {c["id"]: claims_lib.missing(c, self.models, self.scorings, self.datasets, self.run_ids)
+                for c in self.config.get("claims", [])}
+
+    def claims_inputs(self) -> list[str]:
+        """Evaluation files (metric claims) and reconstructions (time claims) of every testable claim."""
+        files = []
+        missing = self.claims_missing()
+        for claim in self.config.get("claims", []):
+            if missing[claim["id"]]:
+                continue
+            better, worse = claims_lib.claim_rows(claim, RUN)
+            if claim.get("kind", "metric") == "metric":
+                files += self.eval_files(better + worse, claim["datasets"])
+            else:
+                for row in better + worse:
+                    for ds in claim["datasets"]:
+                        files += [paths.fill(paths.RECON, trainset=self.trainset_of(ds), model=row["model"],
+                                             run=row["run"], fold=fold, dataset=ds) for fold in self.folds]
+        return sorted(set(files))
 
     # ------------------------------------------------------------ cross-checks
     def check_config(self) -> None:
@@ -561,6 +608,7 @@ class Study:
                                    "reference")
             self._check_pathology(f"sweeps.{sname}", spec["datasets"])
         self._check_report()
+        self._check_claims()
         for tname, table in self.tables.items():
             for row in self.table_rows[tname]:
                 if row["model"] not in models:
@@ -574,6 +622,43 @@ class Study:
                 if datasets[ds]["role"] != want:
                     raise config_error(f"tables.{tname} ({table['kind']}) needs {want} datasets, {ds!r} is "
                                        f"{datasets[ds]['role']}")
+            self.stats_settings(tname)
+            self._check_published(tname)
+
+    def _check_published(self, tname: str) -> None:
+        spec = self.tables[tname].get("published")
+        if not spec:
+            return
+        path = Path(self.published_file(tname))
+        if not path.exists():
+            known = ", ".join(sorted(p.stem for p in path.parent.glob("*.tsv"))) or "none"
+            raise config_error(f"tables.{tname}.published.table: {path} does not exist (known: {known})")
+        labels = [row_label(row, self.models) for row in self.table_rows[tname]]
+        for label in spec.get("rows", {}):
+            if label not in labels:
+                raise config_error(f"tables.{tname}.published.rows: {label!r} is not a row label of the table "
+                                   f"({', '.join(labels)})")
+        for ds in spec.get("datasets", {}):
+            if ds not in self.tables[tname]["datasets"]:
+                raise config_error(f"tables.{tname}.published.datasets: {ds!r} is not a dataset of the table")
+
+    def _check_claims(self) -> None:
+        ids = [c["id"] for c in self.config.get("claims", [])]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise config_error(f"claims: duplicate id(s) {', '.join(dup)}")
+        self.stats_settings()
+        for claim in self.config.get("claims", []):
+            try:
+                stats_lib.settings(self.config.get("stats"), claim.get("stats"))
+            except ValueError as err:
+                raise config_error(f"claims.{claim['id']}.{err}")
+            if claim.get("kind", "metric") == "metric" and not self.claims_missing()[claim["id"]]:
+                for ds in claim["datasets"]:
+                    want = "healthy" if claim["metric"] in ("ssim", "psnr", "l1", "lpips") else "pathology"
+                    if self.datasets[ds]["role"] != want:
+                        raise config_error(f"claims.{claim['id']}: metric {claim['metric']} needs {want} datasets, "
+                                           f"{ds!r} is {self.datasets[ds]['role']}")
 
     def _check_pathology(self, where: str, datasets: list[str]) -> None:
         for ds in datasets:

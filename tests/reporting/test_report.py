@@ -136,3 +136,55 @@ def test_provenance_page_states_the_preset_and_every_convention(tmp_path, monkey
     start = provenance.index(expected[0])
     assert provenance[start : start + 3] == expected
     assert conventions_lines("x", []) == []
+def _tested_long():
+    rows = []
+    for label, mean, star, p in (("cDDPM", 0.56, True, float("nan")), ("AE", 0.36, False, 0.0001)):
+        rows.append({"row": label, "dataset": "brats", "dataset_label": "BRATS", "metric": "dice_oracle",
+                     "mean": mean, "std": 0.01, "n_folds": 5, "note": "", "unit": "subject", "n_units": 100,
+                     "ci_low": mean - 0.02, "ci_high": mean + 0.02, "p_vs_best": p, "p_adjusted": p, "star": star,
+                     "test": "unpaired one-sided permutation test", "mark": "underline" if star else ""})
+    return pd.DataFrame(rows)
+
+
+def test_tables_with_statistics_claims_and_published_pages(tmp_path):
+    from brainuad.reporting.report import ci_table, claims_table, published_table
+    from brainuad.reporting.tables import to_latex, wide
+
+    long = _tested_long()
+    long.to_csv(tmp_path / "main.tsv", sep="\t", index=False)
+    shown = wide(long)
+    assert shown.loc["cDDPM", "BRATS · [DICE]"] == "**<u>56.00 ± 1.00</u>**"
+    assert r"\textbf{\underline{56.00 $\pm$ 1.00}}" in to_latex(shown, "t")
+    star = wide(long.assign(mark=["star", ""]))
+    assert star.loc["cDDPM", "BRATS · [DICE]"] == "**56.00 ± 1.00***"
+    assert r"\textbf{56.00 $\pm$ 1.00}$^*$" in to_latex(star, "t")
+    title, ci, _ = ci_table(tmp_path / "main.tsv", {"title": "Main"})
+    assert title == "Main (± 95 % CI)" and ci.loc["AE", "BRATS · [DICE]"] == "36.00 [34.00, 38.00]"
+
+    pub = tmp_path / "tab.tsv"
+    pub.write_text("paper\ttable\trow\tsource_row\tcolumn\tmetric\tunit\tmean\tstd\ttext\tmarks\n"
+                   "thesis\tTab4.4\tcDDPM [22]\tcDDPM [22]\tBRATS (T2)\tdice_oracle\t%\t56.30\t1.25\t56.30 ± 1.25\tbold\n"
+                   "thesis\tTab4.4\tAE [62]\tAE [62]\tBRATS (T2)\tdice_oracle\t%\t30.00\t1.73\t30.00 ± 1.73\t\n")
+    spec = {"title": "Main", "metrics": ["dice_oracle"], "published": {"table": "tab", "rows": {"cDDPM": "cDDPM [22]", "AE": "AE [62]"},
+                                           "datasets": {"brats": "BRATS (T2)"}}}
+    _, sbs, note = published_table(tmp_path / "main.tsv", spec, pub, {"brats": {"label": "BRATS"}})
+    assert sbs.loc["cDDPM", "difference"] == "-0.30" and sbs.loc["cDDPM", "outside CI"] == "no"
+    assert sbs.loc["AE", "difference"] == "+6.00" and sbs.loc["AE", "outside CI"] == "**yes**"
+    assert "1 of 2 cells outside" in " ".join(note.split())
+
+    claims = pd.DataFrame([
+        {"claim": "sadm", "text": "SADM_res > cDDPM", "source": "Tab4.6", "kind": "metric",
+         "verdict": "not testable here (missing: model sadm_res)", "p": "", "expected": "", "test": ""},
+        {"claim": "ens", "text": "ENS helps", "source": "Tab4.4", "kind": "metric", "better": "cDDPM + ENS",
+         "worse": "cDDPM", "dataset": "brats", "metric": "dice_oracle", "effect": 0.63, "p": 0.01,
+         "p_adjusted": 0.01, "verdict": "reproduced", "expected": "+0.63", "test": "paired test"}])
+    claims.to_csv(tmp_path / "claims.tsv", sep="\t", index=False)
+    title, page, _ = claims_table(tmp_path / "claims.tsv")
+    assert [" ".join(v.split()) for v in page["verdict"]] == ["not testable here (missing: model sadm_res)", "reproduced"]
+    assert " ".join(page["measured"].iloc[1].split()) == "+0.63 (thesis: +0.63)"
+
+    write_report(tmp_path / "r.pdf", captions=CAPTION_FILES, tables=[tmp_path / "main.tsv"], inference=[],
+                 figures=[], qc_tables=[], qc_exclusions=[], qc_figures=[], table_specs={"main": spec},
+                 qualitative={}, inference_time={}, sweeps={}, datasets={"brats": {"label": "BRATS"}}, title="T",
+                 config={"a": 1}, benchmarks=tmp_path / "bench", published=[pub], claims=[tmp_path / "claims.tsv"])
+    assert (tmp_path / "r.pdf").read_bytes()[:4] == b"%PDF"

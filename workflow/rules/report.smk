@@ -1,9 +1,58 @@
 # Tables (as data: TSV, Markdown, LaTeX), figures and the PDF report.
 
 
-rule table:
+rule table_stats:
+    # Permutation tests and bootstrap CIs of one table (its own cached job: a new test setting reruns only
+    # this, the table files and the report).
     input:
         table_input,
+    output:
+        paths.TABLE_STATS,
+    log:
+        "logs/table_stats/{table}.log",
+    benchmark:
+        "results/benchmarks/table_stats/{table}.tsv"
+    conda:
+        "../../envs/report.yaml"
+    params:
+        spec=lambda wc: canon(TABLES[wc.table]),
+        settings=lambda wc: STUDY.stats_settings(wc.table),
+        models=canon(MODELS),
+        datasets=canon(DATASETS),
+        folds=FOLDS,
+        run=RUN,
+    script:
+        "../scripts/make_table_stats.py"
+
+
+rule claims:
+    # The thesis' claims (config `claims`) re-tested on this run.
+    input:
+        STUDY.claims_inputs(),
+    output:
+        paths.CLAIMS,
+    log:
+        "logs/claims/claims.log",
+    benchmark:
+        "results/benchmarks/claims/claims.tsv"
+    conda:
+        "../../envs/report.yaml"
+    params:
+        claims=canon(config["claims"]),
+        missing=STUDY.claims_missing(),
+        settings=STUDY.stats_settings(),
+        models=canon(MODELS),
+        datasets=canon(DATASETS),
+        folds=FOLDS,
+        run=RUN,
+    script:
+        "../scripts/make_claims.py"
+
+
+rule table:
+    input:
+        metrics=table_input,
+        stats=paths.TABLE_STATS,
     output:
         **{ext: paths.fill(paths.TABLE, ext=ext) for ext in paths.TABLE_EXTS},
     log:
@@ -12,6 +61,7 @@ rule table:
         "../../envs/report.yaml"
     params:
         spec=lambda wc: canon(TABLES[wc.table]),
+        settings=lambda wc: STUDY.stats_settings(wc.table),
         models=canon(MODELS),
         datasets=canon(DATASETS),
         folds=FOLDS,

@@ -1,8 +1,10 @@
-"""Aggregate one configured table and write it as TSV (long, numeric), Markdown and LaTeX."""
+"""Aggregate one configured table, add its tests and CIs, and write it as TSV (long, numeric), Markdown and LaTeX."""
 
 from pathlib import Path
 
-from brainuad.reporting.tables import aggregate, to_latex, to_markdown, wide
+import pandas as pd
+
+from brainuad.reporting.tables import aggregate, attach_stats, to_latex, to_markdown, wide
 from brainuad.paths import eval_dir_lookup
 from brainuad.utils import log_to
 
@@ -14,6 +16,7 @@ datasets = p.datasets
 eval_dir = eval_dir_lookup(datasets)
 
 long = aggregate(p.spec, eval_dir, p.folds, p.models, datasets, default_run=p.run)
+long = attach_stats(long, pd.read_csv(snakemake.input.stats, sep="\t"), p.settings)
 long.to_csv(snakemake.output.tsv, sep="\t", index=False)
 table = wide(long)
 title = p.spec.get("title", snakemake.wildcards.table)

@@ -78,18 +78,33 @@ def _table_page(pdf: PdfPages, title: str, table: pd.DataFrame, note: str = "") 
     ax = fig.add_axes([0.03, 0.1, 0.94, 0.78])
     ax.axis("off")
     # the row label is the first column (matplotlib's rowLabels would fall outside the axes)
-    cells = [[str(label)] + [str(v).replace("**", "") for v in row] for label, row in zip(table.index, table.to_numpy())]
+    def plain(v):
+        return str(v).replace("**", "").replace("<u>", "").replace("</u>", "")
+
+    cells = [[str(label)] + [plain(v) for v in row] for label, row in zip(table.index, table.to_numpy())]
     cols = [table.index.name or ""] + [textwrap.fill(str(c), 18) for c in table.columns]
     tab = ax.table(cellText=cells, colLabels=cols, loc="upper center", cellLoc="center")
     tab.auto_set_font_size(False)
     tab.set_fontsize(7)
     tab.scale(1, 1.6)
+    underlined = []
     for (r, c), cell in tab.get_celld().items():
         if r == 0:
             cell.set_height(cell.get_height() * 2.2)
             cell.set_text_props(weight="bold")
-        elif c >= 1 and str(table.iat[r - 1, c - 1]).startswith("**"):
+            continue
+        lines = max(str(v).count("\n") + 1 for v in cells[r - 1])  # multi-line cells (e.g. the claims page)
+        cell.set_height(cell.get_height() * (1 + 0.75 * (lines - 1)))
+        if c >= 1 and str(table.iat[r - 1, c - 1]).startswith("**"):
             cell.set_text_props(weight="bold")
+        if c >= 1 and "<u>" in str(table.iat[r - 1, c - 1]):
+            underlined.append(cell)
+    if underlined:  # matplotlib text has no underline: draw a line under the cell text
+        fig.canvas.draw()
+        inv = fig.transFigure.inverted()
+        for cell in underlined:
+            (x0, y0), (x1, _) = inv.transform(cell.get_text().get_window_extent().get_points())
+            fig.add_artist(plt.Line2D([x0, x1], [y0 - 0.002, y0 - 0.002], color="black", linewidth=0.6))
     if note:
         fig.text(0.04, 0.04, note, fontsize=7, va="bottom")
     pdf.savefig(fig)
@@ -135,7 +150,8 @@ def build_report(path: str | Path, *, title: str, tables: list[tuple[str, pd.Dat
                  "Contents:"] + [f"  - {t}" for t, _, _ in tables] + [f"  - {t}" for t, _, _ in figures] + \
                 ["  - Provenance: package versions, conventions in force, wall time per rule", "  - Configuration", "",
                  "Cells are mean ± std across cross-validation folds; values in % except PSNR (dB),",
-                 "l1 (e-3) and l1-ratio. Bold = best in column."]
+                 "l1 (e-3) and l1-ratio. Bold = best in column; * or underline = best and significantly",
+                 "better than every other row (permutation test, see each table's note)."]
         _text_page(pdf, title, intro, fontsize=10)
         for t, table, note in tables:
             _table_page(pdf, t, table, note)

@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 
 from .pdf import build_report
-from .tables import row_scoring, wide
+from .tables import METRICS, row_scoring, wide
 from .timing import display as timing_display
 
 QC_ROWS = 28
@@ -44,12 +44,74 @@ def one_column(index, name: str, values, empty: str) -> pd.DataFrame:
     return pd.DataFrame({name: values}, index=pd.Index(index, name="subject"))
 
 
+#: a table gets a "± CI" page when it has at most this many columns (wider ones: CIs in the TSV only)
+CI_PAGE_COLUMNS = 6
+#: characters per line of a table note
+NOTE_WIDTH = 200
+
+
+def stats_note(long: pd.DataFrame) -> str:
+    """What the marks of a table mean and which test made them ('' for a table without statistics)."""
+    if "test" not in long.columns or not long["test"].notna().any():
+        return ""
+    mark = next((m for m in long.get("mark", pd.Series(dtype=str)).fillna("") if m), "")
+    how = {"star": "*", "underline": "underlined", "": "* (star) or underline"}[mark]
+    return (f" {how} = the best row is significantly better than every other row in that column; test: "
+            f"{long['test'].dropna().iloc[0]}. p-values and 95 % bootstrap CIs over subjects are in the table's TSV.")
+
+
 def result_table(tsv: str | Path, spec: dict, captions: dict) -> tuple[str, pd.DataFrame, str]:
     """(title, display table, note) of one configured table from its long TSV."""
     name = Path(tsv).stem
     long = pd.read_csv(tsv, sep="\t")
     note = captions["table"].format(n_folds=long["n_folds"].max(), metrics=", ".join(spec["metrics"]), name=name)
-    return spec.get("title", name), wide(long), note
+    return spec.get("title", name), wide(long), textwrap.fill(note + stats_note(long), NOTE_WIDTH)
+
+
+def ci_table(tsv: str | Path, spec: dict) -> tuple[str, pd.DataFrame, str] | None:
+    """The "± CI" variant of a table (mean [95 % bootstrap CI over subjects]); None when the table is too wide
+    or has no CIs."""
+    long = pd.read_csv(tsv, sep="\t")
+    table = wide(long, ci=True)
+    if "ci_low" not in long.columns or len(table.columns) > CI_PAGE_COLUMNS:
+        return None
+    name = Path(tsv).stem
+    note = ("Cells: mean over folds [95 % percentile bootstrap CI of the mean over test subjects (over folds for "
+            "dataset-level metrics)]; same units and marks as the table." + stats_note(long))
+    return f"{spec.get('title', name)} (± 95 % CI)", table, textwrap.fill(note, NOTE_WIDTH)
+
+
+def published_table(tsv: str | Path, spec: dict, published_tsv: str | Path,
+                    datasets: dict) -> tuple[str, pd.DataFrame, str]:
+    """(title, reproduced vs published cells, note) of a table that declares ``published``."""
+    from brainuad.evaluation.published import display, read_published, side_by_side
+
+    long = pd.read_csv(tsv, sep="\t")
+    sbs = side_by_side(long, spec["published"], read_published(published_tsv), METRICS)
+    shown = display(sbs, METRICS, datasets) if len(sbs) else one_column([], "cell", [], "no mapped cell")
+    name = Path(tsv).stem
+    note = (f"Reproduced cell (mean over folds, [95 % bootstrap CI over subjects]) beside the published one "
+            f"({Path(published_tsv).name}); difference = reproduced - published in display units; 'outside CI' "
+            f"flags a published mean outside the reproduced CI. {int(sbs['outside_ci'].sum()) if len(sbs) else 0} "
+            f"of {len(sbs)} cells outside.")
+    return f"Published vs reproduced: {spec.get('title', name)}", shown.head(QC_ROWS), textwrap.fill(note, NOTE_WIDTH)
+
+
+def claims_table(tsv: str | Path) -> tuple[str, pd.DataFrame, str]:
+    """(title, one line per thesis claim, note) of the claims page."""
+    from brainuad.evaluation.claims import summary
+
+    long = pd.read_csv(tsv, sep="\t", keep_default_na=False)
+    shown = summary(long)
+    for col in ("claim", "source", "test", "measured", "verdict"):  # six equal columns of about 30 characters
+        shown[col] = [textwrap.fill(str(v), 30) for v in shown[col]]
+    tested = long[long["p"].astype(str) != ""]
+    test = tested["test"].iloc[0] if len(tested) else "-"
+    note = ("Each claim is re-tested as one-sided comparisons 'A > B' (every listed pair and dataset); measured = "
+            "mean difference A - B in display units (range over the comparisons; time: relative change of "
+            "seconds per volume), p = the largest p-value of the claim. Reproduced = every comparison significant. "
+            f"Test: {test}. One line per comparison: {Path(tsv).name}.")
+    return "Thesis claims re-tested", shown.set_index("claim"), textwrap.fill(note, NOTE_WIDTH)
 
 
 def inference_table(tsv: str | Path, spec: dict, captions: dict) -> tuple[str, pd.DataFrame, str]:
@@ -140,7 +202,7 @@ def _first_shown(n: int) -> str:
 def write_report(path: str | Path, *, captions, tables, inference, figures, qc_tables, qc_exclusions, qc_figures,
                  table_specs: dict, qualitative: dict, inference_time: dict, sweeps: dict, datasets: dict,
                  title: str, config: dict, benchmarks: str | Path, configfiles=(), preset: str = "-",
-                 conventions=()) -> None:
+                 conventions=(), published=(), claims=()) -> None:
     """Write results/report/benchmark.pdf.
 
     Parameters
@@ -159,9 +221,22 @@ def write_report(path: str | Path, *, captions, tables, inference, figures, qc_t
     preset : the conventions preset in force (config ``conventions.preset``)
     conventions : ``(switch, value, where from)`` of every convention in force
         (:meth:`brainuad.study.Study.conventions_provenance`), listed on the provenance page
+    published : config/published/*.tsv files the tables declare
+    claims : [] or [the claims TSV]
     """
     caps = read_captions(captions)
-    table_pages = [result_table(tsv, table_specs[Path(tsv).stem], caps) for tsv in tables]
+    table_pages = []
+    published_by_name = {Path(p).stem: p for p in published}
+    for tsv in tables:
+        spec = table_specs[Path(tsv).stem]
+        table_pages.append(result_table(tsv, spec, caps))
+        ci_page = ci_table(tsv, spec)
+        if ci_page:
+            table_pages.append(ci_page)
+        if spec.get("published"):
+            table_pages.append(published_table(tsv, spec, published_by_name[spec["published"]["table"]], datasets))
+    if claims:
+        table_pages.append(claims_table(claims[0]))
     if inference:
         table_pages.append(inference_table(inference[0], inference_time, caps))
     figure_pages = [figure_page(fig, caps, tables=table_specs, qualitative=qualitative, sweeps=sweeps)

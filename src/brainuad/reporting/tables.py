@@ -124,15 +124,62 @@ def format_cell(mean: float, std: float, n_folds: int, metric: str) -> str:
     return f"{mean * scale:.2f}"
 
 
-def wide(long: pd.DataFrame, best: bool = True) -> pd.DataFrame:
-    """Display table: rows = table rows, columns = 'dataset · metric', best value per column in bold (**)."""
+#: columns :func:`attach_stats` copies from the statistics TSV into a table's long TSV
+STATS_COLUMNS = ["unit", "n_units", "ci_low", "ci_high", "p_vs_best", "p_adjusted", "star", "test"]
+
+
+def attach_stats(long: pd.DataFrame, stats: pd.DataFrame, settings: dict) -> pd.DataFrame:
+    """The table's long format with its statistics beside every cell (``brainuad.evaluation.stats``).
+
+    Adds :data:`STATS_COLUMNS` (CI bounds in metric units, p-value of the best row against this row, Holm-adjusted
+    when configured, ``star`` = best and significantly better than every other row) and ``mark``: the mark the
+    cell is printed with (``star`` or ``underline`` per ``settings["mark"]`` where ``star`` holds, else empty).
+    """
+    keys = ["row", "dataset", "metric"]
+    if stats.empty:
+        out = long.copy()
+        for col in STATS_COLUMNS:
+            out[col] = pd.NA
+        out["mark"] = ""
+        return out
+    out = long.merge(stats[keys + STATS_COLUMNS], on=keys, how="left", validate="one_to_one")
+    out["mark"] = [settings.get("mark", "star") if star is True else "" for star in out["star"]]
+    return out
+
+
+def format_ci(mean: float, low: float, high: float, metric: str) -> str:
+    """'12.34 [11.02, 13.50]' in display units (cell mean and its bootstrap CI); 'n/a' without a mean."""
+    if not math.isfinite(mean):
+        return "n/a"
+    scale = METRICS.get(metric, (metric, 1.0, True))[1]
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"{mean * scale:.2f}"
+    return f"{mean * scale:.2f} [{low * scale:.2f}, {high * scale:.2f}]"
+
+
+def _float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def wide(long: pd.DataFrame, best: bool = True, ci: bool = False) -> pd.DataFrame:
+    """Display table: rows = table rows, columns = 'dataset · metric', best value per column in bold (**).
+
+    Where the long table carries statistics (:func:`attach_stats`), a best row significantly better than
+    every other row is marked as its ``mark`` column says: ``**x***`` (star) or ``**<u>x</u>**`` (underline).
+    ``ci=True``: cells show the mean with its bootstrap CI instead of ± std.
+    """
     cols, order = {}, []
     for _, r in long.iterrows():
         key = f"{r['dataset_label']} · {METRICS.get(r['metric'], (r['metric'],))[0]}"
         if key not in order:
             order.append(key)
         cols.setdefault(key, {})[r["row"]] = (r["mean"], r["std"], r["n_folds"], r["metric"],
-                                              r.get("note", "") if isinstance(r.get("note", ""), str) else "")
+                                              r.get("note", "") if isinstance(r.get("note", ""), str) else "",
+                                              r.get("mark", "") if isinstance(r.get("mark", ""), str) else "",
+                                              _float(r.get("ci_low")), _float(r.get("ci_high")))
     rows = list(dict.fromkeys(long["row"]))
     out = pd.DataFrame(index=rows, columns=order, dtype=object)
     for key in order:
@@ -142,9 +189,15 @@ def wide(long: pd.DataFrame, best: bool = True) -> pd.DataFrame:
         if best and len(means) > 1:
             higher = METRICS.get(next(iter(cells.values()))[3], ("", 1, True))[2]
             winner = (max if higher else min)(means, key=means.get)
-        for row, (m, s, n, metric, note) in cells.items():
-            text = note if note and not math.isfinite(m) else format_cell(m, s, n, metric)
-            out.loc[row, key] = f"**{text}**" if row == winner else text
+        for row, (m, s, n, metric, note, mark, lo, hi) in cells.items():
+            if note and not math.isfinite(m):
+                text = note
+            else:
+                text = format_ci(m, lo, hi, metric) if ci else format_cell(m, s, n, metric)
+            if mark == "underline":
+                text = f"<u>{text}</u>"
+            text = f"**{text}**" if row == winner else text
+            out.loc[row, key] = text + "*" if mark == "star" else text
     out.index.name = "Model"
     return out
 
@@ -164,7 +217,12 @@ def to_latex(table: pd.DataFrame, title: str) -> str:
     """A booktabs tabular; bold (**x**) becomes \\textbf{x}, ± becomes $\\pm$."""
     def cell(x):
         x = _tex_escape(str(x)).replace("±", r"$\pm$")
-        return rf"\textbf{{{x[2:-2]}}}" if x.startswith("**") and x.endswith("**") else x
+        star = x.startswith("**") and x.endswith("***")
+        if star:
+            x = x[:-1]
+        x = x.replace("<u>", r"\underline{").replace("</u>", "}")
+        x = rf"\textbf{{{x[2:-2]}}}" if x.startswith("**") and x.endswith("**") else x
+        return x + "$^*$" if star else x
 
     header = " & ".join([table.index.name or ""] + [cell(c).replace(" · ", r" \\ ") for c in table.columns])
     lines = [rf"% {title}", r"\begin{tabular}{l" + "c" * len(table.columns) + "}", r"\toprule",
