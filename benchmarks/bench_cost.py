@@ -249,7 +249,6 @@ def wall_time(jobs: list[tuple[str, float, str]], deps: dict[str, list[str]], gp
     length = {jid: sec for jid, sec, _ in jobs}
     ready = [(-length[j], j) for j, n in remaining.items() if n == 0]
     heapq.heapify(ready)
-    free = [0.0] * gpus
     running: list[tuple[float, str]] = []
     now = 0.0
     while ready or running:
@@ -261,7 +260,6 @@ def wall_time(jobs: list[tuple[str, float, str]], deps: dict[str, list[str]], gp
             remaining[c] -= 1
             if remaining[c] == 0:
                 heapq.heappush(ready, (-length[c], c))
-    del free
     return now
 
 
@@ -321,7 +319,7 @@ def main() -> None:
     print(f"config: {args.configfile}\nrates: {source}")
 
     rows, deps = [], defaultdict(list)
-    by_stage, by_family = defaultdict(float), defaultdict(float)
+    by_stage, by_family, by_model = defaultdict(float), defaultdict(float), defaultdict(float)
     n_stage = defaultdict(int)
     for job in jobs:
         sec, family = job_seconds(job, study, config, rates)
@@ -330,6 +328,7 @@ def main() -> None:
         by_stage[job["rule"]] += sec
         n_stage[job["rule"]] += 1
         by_family[(job["rule"], family)] += sec
+        by_model[(job["rule"], job["model"] + (" (sweep rows)" if job["run"] != "default" else ""))] += sec
     ids = {r[0] for r in rows}
     for job in jobs:  # dependencies: pretrain -> train -> reconstruct of the same weights
         jid = "/".join(job.get(k, "") for k in ("rule", "trainset", "model", "run", "fold", "dataset"))
@@ -350,9 +349,12 @@ def main() -> None:
     cpu_jobs = {k: v for k, v in counts.items() if k not in GPU_RULES}
     print(f"CPU jobs (not in the GPU-hours): {sum(cpu_jobs.values())} "
           f"({', '.join(f'{k} {v}' for k, v in sorted(cpu_jobs.items(), key=lambda kv: -kv[1])[:6])}, ...)")
-    print("\nlargest shares:")
+    print("\nlargest shares by model family:")
     for (stage, family), sec in sorted(by_family.items(), key=lambda kv: -kv[1])[:6]:
-        print(f"  {stage:<17} {family:<13} {sec / 3600:8.2f} GPU-h ({100 * sec / max(total, 1e-9):4.1f} %)")
+        print(f"  {stage:<17} {family:<28} {sec / 3600:8.2f} GPU-h ({100 * sec / max(total, 1e-9):4.1f} %)")
+    print("largest shares by config model:")
+    for (stage, name), sec in sorted(by_model.items(), key=lambda kv: -kv[1])[:8]:
+        print(f"  {stage:<17} {name:<28} {sec / 3600:8.2f} GPU-h ({100 * sec / max(total, 1e-9):4.1f} %)")
     print("\nwall time (list scheduling, dependencies kept):")
     for g in (1, 4, 16):
         print(f"  {g:>2} GPU(s): {wall_time(rows, deps, g) / 3600:7.2f} h")

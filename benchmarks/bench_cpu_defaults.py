@@ -63,6 +63,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--samples", type=int, default=10)
+    ap.add_argument("--volumes", type=int, default=2)
     args = ap.parse_args()
     vols, masks = volumes(6)
     print(f"CPU, {torch.get_num_threads()} torch threads; demo-size models; {args.rounds} alternating rounds")
@@ -82,11 +84,12 @@ def main() -> None:
         model = build("cddpm", **CDDPM).eval()
         levels = [250, 500, 750]
         t0 = time.perf_counter()
-        looped(model, vols[:2], masks[:2], 10, levels, 64)
-        record("reconstruct cddpm 10 samples x ENS (2 volumes)", "eager", time.perf_counter() - t0)
+        n, label = args.volumes, f"reconstruct cddpm {args.samples} samples x ENS ({args.volumes} vol)"
+        looped(model, vols[:n], masks[:n], args.samples, levels, 64)
+        record(label, "eager", time.perf_counter() - t0)
         t0 = time.perf_counter()
-        run_model(model, vols[:2], masks[:2], samples=10, noise_level=levels, batch_size=64)
-        record("reconstruct cddpm 10 samples x ENS (2 volumes)", "defaults", time.perf_counter() - t0)
+        run_model(model, vols[:n], masks[:n], samples=args.samples, noise_level=levels, batch_size=64)
+        record(label, "defaults", time.perf_counter() - t0)
     print(f"{'':<48}{'eager s':>9}{'defaults s':>11}{'eager/defaults':>16}")
     ratios = []
     for name, t in timings.items():
