@@ -215,7 +215,8 @@ def main() -> None:
                   flush=True)
         result["train"][mname] = rates
 
-    print("\n== reconstruction: volumes/s (50-slice volumes; thesis: 0.4 s single, 4.9 s 10 samples + MHD)", flush=True)
+    print(f"\n== reconstruction: volumes/s ({shape[0]}-slice volumes; thesis: 0.4 s single, 4.9 s 10 samples + MHD)",
+          flush=True)
     cases = [("cddpm single step", "cddpm", 1, None), ("cddpm ENS [250,500,750]", "cddpm", 1, [250, 500, 750]),
              ("pddpm (4 patches)", "pddpm", 1, None), ("anoddpm single step", "anoddpm", 1, None),
              ("ae", "ae", 1, None), ("vae", "vae", 1, None), ("cddpm 10 samples", "cddpm", 10, None)]
