@@ -319,3 +319,33 @@ def test_published_mapping_is_checked():
 
 def test_duplicate_claim_ids_are_an_error():
     assert "claims: duplicate id(s) sadm" in config_error(lambda c: c["claims"].append(copy.deepcopy(c["claims"][2])))
+
+
+def test_performance_switches_reach_train_and_reconstruct_params():
+    from brainuad.training import TrainSettings
+
+    plain = study()
+    model = next(iter(plain.models))
+    base_train, base_recon = plain.train_settings(model, "default", 0), plain.reconstruct_settings(model, "default")
+    assert not {"channels_last", "compile", "log_every", "memory_mb"} & (set(base_train) | set(base_recon))
+
+    def perf(cfg):
+        cfg["performance"] = {"train_amp": "always", "reconstruct_amp": True, "channels_last": True,
+                              "compile": "max-autotune", "data_on_device": False, "log_every": 7, "memory_mb": 512}
+
+    s = study(perf)
+    train, recon = s.train_settings(model, "default", 0), s.reconstruct_settings(model, "default")
+    assert {k: train[k] for k in ("amp", "channels_last", "compile", "data_on_device", "log_every")} == {
+        "amp": "always", "channels_last": True, "compile": "max-autotune", "data_on_device": False, "log_every": 7}
+    assert {k: recon[k] for k in ("amp", "channels_last", "compile", "memory_mb")} == {
+        "amp": True, "channels_last": True, "compile": "max-autotune", "memory_mb": 512}
+    assert TrainSettings(**train).log_every == 7  # the train job builds its settings from these params
+    assert "log_every" not in recon and "memory_mb" not in train
+
+    def model_override(cfg):
+        perf(cfg)
+        cfg["models"][model].setdefault("train", {})["amp"] = False
+
+    assert study(model_override).train_settings(model, "default", 0)["amp"] is False
+    with pytest.raises(Exception, match="bogus"):
+        study(lambda cfg: cfg.update(performance={"bogus": 1}))

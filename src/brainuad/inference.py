@@ -31,7 +31,8 @@ def set_attributes(model, attributes: dict, name: str = "model"):
     return model
 
 
-def inference_model(checkpoint: str | Path | None, arch: str, hparams: dict, device: torch.device):
+def inference_model(checkpoint: str | Path | None, arch: str, hparams: dict, device: torch.device, *,
+                    channels_last: bool = False, compile=False):
     """The model a reconstruct job runs, in eval mode on ``device``.
 
     Parameters
@@ -42,13 +43,15 @@ def inference_model(checkpoint: str | Path | None, arch: str, hparams: dict, dev
         Registry name (used when ``checkpoint`` is None).
     hparams : dict
     device : torch.device
+    channels_last, compile
+        The ``performance`` switches (:func:`brainuad.accel.prepare`).
     """
+    from .accel import prepare
     from .models import build
     from .training import load_model
 
-    if checkpoint:
-        return load_model(checkpoint, device)
-    return build(arch, **hparams).to(device).eval()
+    model = load_model(checkpoint, device) if checkpoint else build(arch, **hparams).to(device).eval()
+    return prepare(model, channels_last=channels_last, compile=compile)
 
 
 def evaluation_subjects(splits: dict, role: str, fold: int) -> tuple[list, list]:
@@ -70,7 +73,8 @@ def evaluation_subjects(splits: dict, role: str, fold: int) -> tuple[list, list]
 
 @torch.no_grad()
 def run_model(model, images: np.ndarray, masks: np.ndarray, *, samples: int = 1, noise_level=None,
-              batch_size: int = 64, seed: int = 0, device: torch.device | str = "cpu") -> np.ndarray:
+              batch_size: int = 64, seed: int = 0, device: torch.device | str = "cpu", amp=False,
+              memory_mb: float = 0) -> np.ndarray:
     """Reconstruct (or map) every volume.
 
     Parameters
@@ -82,23 +86,51 @@ def run_model(model, images: np.ndarray, masks: np.ndarray, *, samples: int = 1,
     noise_level : optional
         Passed to ``model.reconstruct`` (diffusion models: t_test or a list of them).
     batch_size : int
-        Slices per forward pass for 2D models.
+        Slices per forward pass for 2D models. Diffusion models get the whole slice stack of a volume
+        (one noise field per sample and level for the whole volume, whatever the batch size) and
+        evaluate all samples x levels x slices in network calls of ``batch_size`` images (pDDPM: its
+        ``chunk_size``), or as many as ``memory_mb`` allows.
     seed : int
         Seeds a ``torch.Generator`` on the device, so stochastic models are reproducible.
+    amp : bool or "always"
+        bfloat16 autocast (:func:`brainuad.accel.amp_enabled`: True = on CUDA only).
+    memory_mb : float
+        Activation budget of one network call of a diffusion model (MiB, its
+        ``images_per_call``); 0 = use ``batch_size``.
 
     Returns
     -------
     ndarray float16: (S, N, D, H, W) reconstructions, or (N, D, H, W) maps when
     ``model.produces == "map"``.
     """
+    from .accel import amp_enabled, autocast, to_device
+
     device = torch.device(device)
+    use_amp = amp_enabled(amp, device)
     gen = torch.Generator(device=device).manual_seed(int(seed))
     maps = model.produces == "map"
+    batched = not maps and model.input_dims == 2 and hasattr(model, "images_per_call")
+    if batched:
+        per_call = (model.images_per_call(memory_mb, 2 if use_amp else 4) if memory_mb
+                    else getattr(model, "chunk_size", None) or batch_size)
     n = images.shape[0]
     out = np.zeros(((n,) if maps else (samples, n)) + images.shape[1:], dtype=np.float16)
-    for i in range(n):
-        x = torch.from_numpy(np.asarray(images[i], dtype=np.float32)).to(device)
-        m = torch.from_numpy(np.asarray(masks[i] > 0)).to(device)
+    with autocast(device, use_amp):
+        _run(model, images, masks, out, samples, noise_level, batch_size, gen, device, maps,
+             per_call if batched else None, to_device)
+    return out
+
+
+def _run(model, images, masks, out, samples, noise_level, batch_size, gen, device, maps, per_call, to_device):
+    """The volume loop of :func:`run_model` (``per_call``: images per call of a batched diffusion model)."""
+    for i in range(images.shape[0]):
+        x = to_device(torch.from_numpy(np.asarray(images[i], dtype=np.float32)), device)
+        m = to_device(torch.from_numpy(np.asarray(masks[i] > 0)), device)
+        if per_call is not None:  # every sample x level x slice of the volume in batched network calls
+            rec = model.reconstruct(x[:, None], m[:, None], noise_level=noise_level, samples=samples, generator=gen,
+                                    max_images=per_call)
+            out[:, i] = rec[:, :, 0].float().cpu().numpy()
+            continue
         if model.input_dims == 3:
             xb, mb = x[None, None], m[None, None]
             if maps:
@@ -114,7 +146,6 @@ def run_model(model, images: np.ndarray, masks: np.ndarray, *, samples: int = 1,
             else:
                 rec = model.reconstruct(xb, mb, noise_level=noise_level, samples=samples, generator=gen)
                 out[:, i, j : j + batch_size] = rec[:, :, 0].float().cpu().numpy()
-    return out
 
 
 def hardware_name(device: torch.device | str) -> str:

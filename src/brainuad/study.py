@@ -306,8 +306,25 @@ class Study:
         return canon(self.model_entry(model, run).get("hparams", {}))
 
     def train_settings(self, model: str, run: str, fold) -> dict:
-        """Training settings: the fold's seed, then the model's ``train`` section."""
-        return canon({"seed": self.config["seed"] + int(fold), **self.model_entry(model, run).get("train", {})})
+        """Training settings: the fold's seed, the ``performance`` switches set in the config, then the
+        model's ``train`` section."""
+        return canon({"seed": self.config["seed"] + int(fold), **self.performance("train"),
+                      **self.model_entry(model, run).get("train", {})})
+
+    def performance(self, stage: str) -> dict:
+        """The ``performance`` switches the config sets, as keyword names of ``stage``'s settings.
+
+        ``"train"``: :class:`brainuad.training.TrainSettings` fields (``train_amp`` -> ``amp``);
+        ``"reconstruct"``: reconstruct settings (``reconstruct_amp`` -> ``amp``). Switches the config
+        leaves out are not passed (the library defaults apply), so adding this section to a config
+        changes the params of no job until a switch is set.
+        """
+        keys = {"train": {"train_amp": "amp", "channels_last": "channels_last", "compile": "compile",
+                          "data_on_device": "data_on_device", "log_every": "log_every"},
+                "reconstruct": {"reconstruct_amp": "amp", "channels_last": "channels_last", "compile": "compile",
+                                "memory_mb": "memory_mb"}}[stage]
+        perf = self.config.get("performance") or {}
+        return {name: perf[key] for key, name in keys.items() if key in perf}
 
     def pretrain_settings(self, model: str, run: str, fold) -> dict:
         """Encoder pre-training settings: the fold's seed, then the model's ``pretrain`` section."""
@@ -315,7 +332,8 @@ class Study:
 
     def reconstruct_settings(self, model: str, run: str) -> dict:
         """The ``reconstruct`` section with the model's own ``reconstruct`` overrides applied."""
-        return canon({**self.config["reconstruct"], **self.model_entry(model, run).get("reconstruct", {})})
+        return canon({**self.performance("reconstruct"), **self.config["reconstruct"],
+                      **self.model_entry(model, run).get("reconstruct", {})})
 
     def model_file(self, trainset: str, model: str, run: str, fold) -> str | None:
         """The trained weights a job of ``model`` (run ``run``) reads; None for a learning-free model."""

@@ -14,11 +14,13 @@ device = resolve_device(snakemake.params.device)
 pack = load_pack(snakemake.input.volumes)
 val, test = evaluation_subjects(read_json(snakemake.input.splits), snakemake.params.role, fold)
 idx = subject_index(pack, val + test)
-model = inference_model(snakemake.input.model, snakemake.params.arch, snakemake.params.hparams, device)
+model = inference_model(snakemake.input.model, snakemake.params.arch, snakemake.params.hparams, device,
+                        channels_last=settings.get("channels_last", False), compile=settings.get("compile", False))
 set_attributes(model, settings.get("attributes"), f"model {snakemake.params.arch!r}")
 run = timed_run_model(model, pack["images"][idx], pack["masks"][idx], samples=settings["samples"],
                       noise_level=settings.get("noise_level"), batch_size=settings["batch_size"],
-                      seed=snakemake.params.seed + fold, device=device)
+                      seed=snakemake.params.seed + fold, device=device, amp=settings.get("amp", False),
+                      memory_mb=settings.get("memory_mb", 0))
 save_outputs(snakemake.output[0], run, val, test, settings["samples"])
 log.info("%s %s for %d subjects on %s: %.3f s per volume", run.key, run.output.shape, len(val) + len(test),
          run.hardware, run.seconds_per_volume)

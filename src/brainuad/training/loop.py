@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..accel import amp_enabled, autocast, compile_forward, network_of, to_channels_last, to_device
 from ..models import INIT_ONLY, build
 from .augment import from_config as augment_from_config
 
@@ -55,8 +56,9 @@ class TrainSettings:
         Save the resumable state at least this often (seconds).
     seed : int
         Seeds the model initialisation, batch sampling and model noise.
-    amp : bool
-        Mixed precision (bfloat16 autocast) on CUDA; ignored on CPU.
+    amp : bool or "always"
+        Mixed precision (bfloat16 autocast): True = on CUDA only (ignored on CPU), "always" = on CPU
+        too (:func:`brainuad.accel.amp_enabled`).
     grad_clip : float
         Clip the gradient norm to this value; 0 disables.
     augment : dict or None
@@ -64,6 +66,20 @@ class TrainSettings:
         the :func:`~brainuad.training.augment.from_config` options, e.g. the thesis probabilities
         ``{"blur_p": 0.25, "bias_p": 0.25, "gamma_p": 0.5, "ghost_p": 0.5}``. Applied on the CPU to
         2D training batches only, drawing from the batch-sampling generator (resumes bit-identically).
+    channels_last : bool
+        Channels-last memory layout of the model (2D models; :func:`brainuad.accel.to_channels_last`).
+    compile : bool or str
+        ``torch.compile`` the network (a diffusion model's Unet, else the model); a string is the compile
+        mode. Falls back to eager mode with a warning when compilation fails.
+    data_on_device : bool
+        Hold the training and validation volumes on the training device for the whole job and gather
+        batches there (no per-step host-to-device copy); with ``augment`` the batches are built on the
+        CPU and copied through pinned memory instead. Does not change any number.
+    log_every : int
+        Read the training losses back to the host every this many steps (and at every validation,
+        state save and the end), so the GPU never waits for the host within those steps. The logged
+        values are the same; a non-finite loss is reported at the next read-back. Does not change any
+        number.
     """
 
     max_steps: int = 1000
@@ -79,6 +95,14 @@ class TrainSettings:
     amp: bool = True
     grad_clip: float = 0.0
     augment: dict | None = None
+    channels_last: bool = False
+    compile: bool | str = False
+    data_on_device: bool = True
+    log_every: int = 50
+
+
+#: TrainSettings fields that change no number (left out of the resume fingerprint)
+RUNTIME_ONLY = ("data_on_device", "log_every")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -94,41 +118,58 @@ def _batches_2d(volumes: np.ndarray, idx: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.asarray(arr, dtype=np.float32)).unsqueeze(1)
 
 
-def sample_batch(volumes: np.ndarray, input_dims: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+def sample_batch(volumes, input_dims: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
     """Draw one training batch uniformly with replacement.
 
     Parameters
     ----------
-    volumes : ndarray (N, D, H, W)
+    volumes : ndarray (N, D, H, W), or a Tensor (N, D, H, W) on any device (the batch is gathered there)
     input_dims : 2 (slices) or 3 (volumes)
     batch_size : int
     generator : torch.Generator (CPU) — its state makes sampling resumable
 
     Returns
     -------
-    Tensor (B, 1, H, W) for 2D or (B, 1, D, H, W) for 3D, float32 on CPU.
+    Tensor (B, 1, H, W) for 2D or (B, 1, D, H, W) for 3D, float32 on CPU (on the tensor's device when
+    ``volumes`` is a Tensor; the same values either way: indices are drawn on the CPU generator).
     """
     n, d = volumes.shape[:2]
     if input_dims == 2:
         vol = torch.randint(0, n, (batch_size,), generator=generator)
         sl = torch.randint(0, d, (batch_size,), generator=generator)
+        if torch.is_tensor(volumes):
+            return volumes[vol.to(volumes.device), sl.to(volumes.device)].float().unsqueeze(1)
         return _batches_2d(volumes, torch.stack([vol, sl], 1))
-    vol = torch.randint(0, n, (batch_size,), generator=generator).numpy()
-    return torch.from_numpy(np.asarray(volumes[vol], dtype=np.float32)).unsqueeze(1)
+    vol = torch.randint(0, n, (batch_size,), generator=generator)
+    if torch.is_tensor(volumes):
+        return volumes[vol.to(volumes.device)].float().unsqueeze(1)
+    return torch.from_numpy(np.asarray(volumes[vol.numpy()], dtype=np.float32)).unsqueeze(1)
 
 
-def validation_batches(volumes: np.ndarray, input_dims: int, batch_size: int, max_slices: int):
-    """Yield deterministic validation batches (every slice, or an evenly spaced subset of ``max_slices``)."""
+def validation_batches(volumes, input_dims: int, batch_size: int, max_slices: int):
+    """Yield deterministic validation batches (every slice, or an evenly spaced subset of ``max_slices``).
+
+    ``volumes``: ndarray (N, D, H, W) (float32 CPU batches) or a Tensor (batches on its device).
+    """
     n, d = volumes.shape[:2]
+    on_tensor = torch.is_tensor(volumes)
     if input_dims == 3:
         for i in range(0, n, batch_size):
-            yield torch.from_numpy(np.asarray(volumes[i : i + batch_size], dtype=np.float32)).unsqueeze(1)
+            if on_tensor:
+                yield volumes[i : i + batch_size].float().unsqueeze(1)
+            else:
+                yield torch.from_numpy(np.asarray(volumes[i : i + batch_size], dtype=np.float32)).unsqueeze(1)
         return
     pairs = np.stack(np.meshgrid(np.arange(n), np.arange(d), indexing="ij"), -1).reshape(-1, 2)
     if max_slices and len(pairs) > max_slices:
         pairs = pairs[np.linspace(0, len(pairs) - 1, max_slices).round().astype(int)]
     for i in range(0, len(pairs), batch_size):
-        yield _batches_2d(volumes, torch.from_numpy(pairs[i : i + batch_size]))
+        idx = torch.from_numpy(pairs[i : i + batch_size])
+        if on_tensor:
+            idx = idx.to(volumes.device)
+            yield volumes[idx[:, 0], idx[:, 1]].float().unsqueeze(1)
+        else:
+            yield _batches_2d(volumes, idx)
 
 
 class _StopFlag:
@@ -181,13 +222,13 @@ def _generator_device(model, device: torch.device) -> torch.device:
     return device if model.random_device == "model" else torch.device("cpu")
 
 
-def validation_loss(model, volumes: np.ndarray, settings: TrainSettings, device: torch.device) -> float:
+def validation_loss(model, volumes, settings: TrainSettings, device: torch.device) -> float:
     """Mean healthy validation loss, the criterion that selects the best checkpoint.
 
     Parameters
     ----------
     model : Trainable nn.Module on ``device`` (left in train mode afterwards)
-    volumes : ndarray (N, D, H, W)
+    volumes : ndarray (N, D, H, W), or a Tensor (N, D, H, W) already on ``device``
     settings : TrainSettings
         ``batch_size``, ``val_max_slices`` (see :func:`validation_batches`), ``amp`` and ``seed``: the
         loss draws its randomness from a generator seeded ``seed + 3`` for every call, so every
@@ -199,18 +240,30 @@ def validation_loss(model, volumes: np.ndarray, settings: TrainSettings, device:
     float: ``sum_b B_b * loss_b / sum_b B_b`` over the validation batches b.
     """
     device = torch.device(device)
-    use_amp = settings.amp and device.type == "cuda"
+    use_amp = amp_enabled(settings.amp, device)
     model.eval()
     gen = torch.Generator(device=_generator_device(model, device)).manual_seed(settings.seed + 3)
-    total, count = 0.0, 0
+    losses, sizes = [], []
     with torch.no_grad():
         for batch in validation_batches(volumes, model.input_dims, settings.batch_size, settings.val_max_slices):
-            batch = batch.to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                total += float(model.loss(batch, generator=gen)) * batch.shape[0]
-            count += batch.shape[0]
+            batch = _layout(to_device(batch, device), settings, model)
+            with autocast(device, use_amp):
+                losses.append(model.loss(batch, generator=gen).detach().float())
+            sizes.append(batch.shape[0])
     model.train()
-    return total / max(count, 1)
+    # one read-back; summed on the host in batch order (the same float64 sum as a per-batch float())
+    values = torch.stack(losses).tolist() if losses else []
+    total = 0.0
+    for value, size in zip(values, sizes):
+        total += value * size
+    return total / max(sum(sizes), 1)
+
+
+def _layout(batch: torch.Tensor, settings: TrainSettings, model) -> torch.Tensor:
+    """Channels-last input for a channels-last 2D model (the values are unchanged)."""
+    if settings.channels_last and batch.dim() == 4:
+        return batch.contiguous(memory_format=torch.channels_last)
+    return batch
 
 
 def fit(
@@ -267,7 +320,10 @@ def fit(
     dev = resolve_device(device)
     workdir = Path(workdir)
     state_path = workdir / "state.pt"
-    fingerprint = {"arch": arch, "hparams": hparams, "settings": asdict(settings),
+    if int(settings.log_every) < 1:
+        raise ValueError(f"log_every must be >= 1, got {settings.log_every}")
+    fingerprint = {"arch": arch, "hparams": hparams,
+                   "settings": {k: v for k, v in asdict(settings).items() if k not in RUNTIME_ONLY},
                    "train_shape": list(train_volumes.shape), "val_shape": list(val_volumes.shape)}
 
     torch.manual_seed(settings.seed)
@@ -278,8 +334,10 @@ def fit(
     augmenter = augment_from_config(settings.augment)
     if augmenter is not None and input_dims != 2:
         raise ValueError(f"settings.augment is implemented for 2D slice models only; {arch!r} takes 3D volumes")
+    if input_dims == 2:
+        to_channels_last(model, settings.channels_last)
     opt = _optimizer(settings, model.parameters())
-    use_amp = settings.amp and dev.type == "cuda"
+    use_amp = amp_enabled(settings.amp, dev)
     sample_gen = torch.Generator().manual_seed(settings.seed + 1)
     model_gen = torch.Generator(device=_generator_device(model, dev)).manual_seed(settings.seed + 2)
     step, best_val, best_step, best_state, log_rows = 0, math.inf, 0, None, []
@@ -302,20 +360,37 @@ def fit(
                       "rng": _rng_state(sample_gen, model_gen), "step": step, "best_val": best_val,
                       "best_step": best_step, "best_state": best_state, "log": log_rows}, state_path)
 
+    # the data: on the device once for the whole job, or CPU batches copied through pinned memory
+    on_device = settings.data_on_device and augmenter is None
+    train_data = torch.from_numpy(np.ascontiguousarray(train_volumes)).to(dev) if on_device else train_volumes
+    val_data = torch.from_numpy(np.ascontiguousarray(val_volumes)).to(dev) if settings.data_on_device else val_volumes
+    compile_forward(network_of(model), settings.compile)
+    pending: list[tuple[dict, torch.Tensor]] = []  # log rows whose loss is still on the device
+
+    def flush():
+        """Read the pending losses back in one transfer; raise on the first non-finite one."""
+        if not pending:
+            return
+        values = torch.stack([loss for _, loss in pending]).tolist()
+        for (row, _), value in zip(pending, values):
+            if not math.isfinite(value):
+                raise FloatingPointError(f"training loss became {value} at step {row['step'] - 1}; "
+                                         "lower the learning rate")
+            row["loss"] = value
+        pending.clear()
+
     t0, last_save, steps_this_run = time.time(), time.time(), 0
     status = "done"
     model.train()
     with _StopFlag() as stop, tqdm(total=settings.max_steps, initial=step, disable=not progress,
                                    mininterval=5.0, desc=f"train {arch}") as bar:
         while step < settings.max_steps:
-            batch = sample_batch(train_volumes, input_dims, settings.batch_size, sample_gen)
+            batch = sample_batch(train_data, input_dims, settings.batch_size, sample_gen)
             if augmenter is not None:
                 batch = augmenter(batch, sample_gen)
-            batch = batch.to(dev)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+            batch = _layout(to_device(batch, dev), settings, model)
+            with autocast(dev, use_amp):
                 loss = model.loss(batch, generator=model_gen)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {float(loss)} at step {step}; lower the learning rate")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if settings.grad_clip > 0:
@@ -323,24 +398,30 @@ def fit(
             opt.step()
             step += 1
             steps_this_run += 1
-            row = {"step": step, "loss": float(loss.detach()), "val_loss": "", "seconds": round(time.time() - t0, 3)}
-            if step % settings.val_every == 0 or step == settings.max_steps:
-                val = validation_loss(model, val_volumes, settings, dev)
+            row = {"step": step, "loss": None, "val_loss": "", "seconds": round(time.time() - t0, 3)}
+            pending.append((row, loss.detach().float()))
+            validate = step % settings.val_every == 0 or step == settings.max_steps
+            if validate or step % settings.log_every == 0:
+                flush()
+            if validate:
+                val = validation_loss(model, val_data, settings, dev)
                 row["val_loss"] = val
                 if val < best_val:
                     best_val, best_step = val, step
                     best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", val=f"{val:.4f}")
+                bar.set_postfix(loss=f"{row['loss']:.4f}", val=f"{val:.4f}")
             log_rows.append(row)
             bar.update(1)
             interrupted = stop.requested or (stop_after_steps is not None and steps_this_run >= stop_after_steps)
             if interrupted or time.time() - last_save > settings.checkpoint_every_s:
+                flush()
                 save_state()
                 last_save = time.time()
             if interrupted and step < settings.max_steps:
                 status = "interrupted"
                 break
 
+    flush()
     if status == "done":
         if best_state is None:
             best_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}

@@ -85,7 +85,8 @@ def _as_pair(size) -> tuple[int, int]:
 class DiffusionModel(nn.Module):
     """Shared DDPM machinery: schedule, noise, Unet, single-step reconstruction, ENS, samples.
 
-    Subclasses override :meth:`_training_loss`, :meth:`reconstruct_once` and :meth:`context`.
+    Subclasses override :meth:`_training_loss`, :meth:`context` and, for test-time inputs other than
+    the whole noised image, :meth:`network_inputs` and :meth:`combine`.
 
     Parameters
     ----------
@@ -202,8 +203,54 @@ class DiffusionModel(nn.Module):
         """l1 between the x0 estimate from x_t and x0 (both on the model scale)."""
         return F.l1_loss(self.denoise(self.q_sample(x0s, t, noise), t, ctx), x0s)
 
-    def reconstruct_once(self, x0s: torch.Tensor, k: int, noise: torch.Tensor, ctx) -> torch.Tensor:
-        """Single-step reconstruction on the model scale.
+    #: images per network call at test time when the caller sets no budget (None: the B slices given)
+    chunk_size: int | None = None
+
+    def network_inputs(self, x0s: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+        """What the network sees for each input position P at test time (P = 1: the noised image).
+
+        Parameters
+        ----------
+        x0s : Tensor (B, 1, H, W)
+            Scaled clean input.
+        x_t : Tensor (..., B, 1, H, W)
+            Noised inputs (any leading dimensions, e.g. the samples x levels of :meth:`reconstruct`).
+
+        Returns
+        -------
+        Tensor (..., P, B, 1, H, W)
+        """
+        return x_t.unsqueeze(-5)
+
+    def combine(self, preds: torch.Tensor) -> torch.Tensor:
+        """Merge the P per-position predictions (..., P, B, 1, H, W) into (..., B, 1, H, W)."""
+        return preds.squeeze(-5)
+
+    def denoise_chunked(self, x_in: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor | None,
+                        max_images: int) -> torch.Tensor:
+        """:meth:`denoise` on N images in calls of at most ``max_images`` (the memory budget).
+
+        Parameters
+        ----------
+        x_in : Tensor (N, 1, H, W)
+        t : Tensor (N,) int64
+        ctx : Tensor (N, d) or None
+        max_images : int
+
+        Returns
+        -------
+        Tensor (N, 1, H, W) float32 (or x_in's dtype)
+        """
+        n, step = x_in.shape[0], max(1, int(max_images))
+        if n <= step:
+            return self.denoise(x_in, t, ctx).to(x_in.dtype)
+        outs = [self.denoise(x_in[i : i + step], t[i : i + step], None if ctx is None else ctx[i : i + step])
+                for i in range(0, n, step)]
+        return torch.cat([o.to(x_in.dtype) for o in outs])
+
+    def reconstruct_once(self, x0s: torch.Tensor, k: int, noise: torch.Tensor, ctx,
+                         max_images: int | None = None) -> torch.Tensor:
+        """Single-step reconstruction on the model scale (one noise level, one sample).
 
         Parameters
         ----------
@@ -213,13 +260,42 @@ class DiffusionModel(nn.Module):
             0-based step index.
         noise : Tensor (B, 1, H, W)
         ctx : Tensor (B, d) or None
+        max_images : int, optional
+            Images per network call (default :attr:`chunk_size`, else all P x B at once).
 
         Returns
         -------
         Tensor (B, 1, H, W)
         """
-        t = self._steps(k, x0s.shape[0], x0s.device)
-        return self.denoise(self.q_sample(x0s, t, noise), t, ctx)
+        b = x0s.shape[0]
+        x_t = self.q_sample(x0s, self._steps(k, b, x0s.device), noise)
+        inputs = self.network_inputs(x0s, x_t)  # (P, B, 1, H, W)
+        p = inputs.shape[0]
+        c = None if ctx is None else ctx.repeat(p, 1)
+        preds = self.denoise_chunked(inputs.reshape(-1, *x0s.shape[1:]), self._steps(k, p * b, x0s.device), c,
+                                     max_images or self.chunk_size or p * b)
+        return self.combine(preds.reshape(p, b, *x0s.shape[1:]))
+
+    def activation_bytes(self, bytes_per_element: int = 4) -> int:
+        """Estimated peak activation memory of one image in a test-time network call (bytes).
+
+        The Unet keeps every encoder output for its skip connections and works on about eight tensors of
+        the widest decoder input at a time: ``(sum of skip elements + 8 * widest decoder input) * bytes``.
+        ``benchmarks/gpu_check.sh`` prints the measured peak next to this estimate.
+        """
+        h, w = self.image_size
+        ch = self.unet.channels
+        skip = ch[0] * h * w  # the input convolution
+        widest = 0
+        for level, c in enumerate(ch):
+            px = (h >> level) * (w >> level)
+            skip += c * px * (self.unet.res_blocks + (1 if level < len(ch) - 1 else 0))
+            widest = max(widest, 2 * c * px)  # concatenated skip + features
+        return int((skip + 8 * widest) * bytes_per_element)
+
+    def images_per_call(self, memory_mb: float, bytes_per_element: int = 4) -> int:
+        """Images per network call that fit a test-time activation budget of ``memory_mb`` MiB (>= 1)."""
+        return max(1, int(float(memory_mb) * 2**20 // self.activation_bytes(bytes_per_element)))
 
     # ---- interface -----------------------------------------------------------------------------
 
@@ -244,8 +320,8 @@ class DiffusionModel(nn.Module):
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, mask: torch.Tensor | None = None, *, noise_level=None, samples: int = 1,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
-        """Single-step reconstructions.
+                    generator: torch.Generator | None = None, max_images: int | None = None) -> torch.Tensor:
+        """Single-step reconstructions, every sample and noise level in batched network calls.
 
         Parameters
         ----------
@@ -259,24 +335,44 @@ class DiffusionModel(nn.Module):
         samples : int
             Independent reconstructions S, each with fresh noise.
         generator : torch.Generator, optional
+        max_images : int, optional
+            Images per network call (the memory budget; :meth:`images_per_call`). Default: the B
+            slices given (pDDPM: ``chunk_size``).
 
         Returns
         -------
         Tensor (S, B, 1, H, W) on the [0, 1] scale (not clipped).
+
+        Notes
+        -----
+        The S x L noise fields (L levels) are drawn first, sample-major then level, i.e. in the order of
+        a loop ``for sample: for level: draw; reconstruct_once``; then all S x L x P x B network inputs
+        (P patch positions) are evaluated in calls of ``max_images`` images, and the L levels are
+        averaged in that loop's order. The result therefore equals the per-sample loop (up to the
+        batch-size dependence of the convolution kernels), whatever ``max_images`` is.
         """
         self._check(x)
         levels = self.t_test if noise_level is None else self._levels(noise_level)
+        n_samples, n_levels, b = int(samples), len(levels), x.shape[0]
         x0s = self.scale(x)
         ctx = self.context(x)
-        outs = []
-        for _ in range(int(samples)):
-            acc = None
-            for k in levels:
-                noise = self.draw_noise(x.shape, generator, x.device, x.dtype)
-                rec = self.reconstruct_once(x0s, k, noise, ctx)
-                acc = rec if acc is None else acc + rec
-            outs.append(self.unscale(acc / len(levels)))
-        return torch.stack(outs)
+        noise = torch.stack([self.draw_noise(x.shape, generator, x.device, x.dtype)
+                             for _ in range(n_samples * n_levels)])  # (S*L, B, 1, H, W)
+        ks = torch.tensor(levels, dtype=torch.long, device=x.device).repeat(n_samples)  # (S*L,)
+        view = (-1,) + (1,) * x.dim()
+        sa = self.schedule.sqrt_alphas_cumprod[ks].view(view).to(x.dtype)
+        sb = self.schedule.sqrt_one_minus_alphas_cumprod[ks].view(view).to(x.dtype)
+        x_t = sa * x0s.unsqueeze(0) + sb * noise
+        inputs = self.network_inputs(x0s, x_t)  # (S*L, P, B, 1, H, W)
+        p = inputs.shape[1]
+        t = ks.repeat_interleave(p * b)
+        c = None if ctx is None else ctx.repeat(n_samples * n_levels * p, 1)
+        preds = self.denoise_chunked(inputs.reshape(-1, *x.shape[1:]), t, c, max_images or self.chunk_size or p * b)
+        rec = self.combine(preds.reshape(inputs.shape)).reshape(n_samples, n_levels, *x.shape)
+        acc = rec[:, 0]
+        for level in range(1, n_levels):  # the reference loop's summation order
+            acc = acc + rec[:, level]
+        return self.unscale(acc / n_levels)
 
 
 @register("anoddpm")

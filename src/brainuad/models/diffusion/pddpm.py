@@ -54,17 +54,18 @@ def stitch_patches(predictions: torch.Tensor, masks: torch.Tensor) -> torch.Tens
 
     Parameters
     ----------
-    predictions : Tensor (K, B, C, H, W)
-        Full-size prediction for each of the K patch positions; only the part inside patch k is used.
+    predictions : Tensor (..., K, B, C, H, W)
+        Full-size prediction for each of the K patch positions; only the part inside patch k is used
+        (leading dimensions, e.g. samples, are kept).
     masks : Tensor (K, 1, H, W)
         Patch masks (1 inside).
 
     Returns
     -------
-    Tensor (B, C, H, W): ``sum_k M_k P_k / sum_k M_k``; 0 where no patch covers a pixel.
+    Tensor (..., B, C, H, W): ``sum_k M_k P_k / sum_k M_k``; 0 where no patch covers a pixel.
     """
     m = masks.unsqueeze(1).to(predictions.dtype)  # (K, 1, 1, H, W)
-    total = (predictions * m).sum(dim=0)
+    total = (predictions * m).sum(dim=-5)
     count = m.sum(dim=0)
     return total / count.clamp_min(1.0)
 
@@ -135,17 +136,11 @@ class PatchedDDPM(DiffusionModel):
         err = (self.denoise(x_in, t, ctx) - x0s).abs()
         return (err * m).mean() if self.patch_loss == "patch" else err.mean()
 
-    def reconstruct_once(self, x0s: torch.Tensor, k: int, noise: torch.Tensor, ctx) -> torch.Tensor:
-        """Sliding-window single-step reconstruction (B, 1, H, W) on the model scale; see the class docstring."""
-        b = x0s.shape[0]
-        masks = patch_masks(self.grid, self.patch_size, self.image_size).to(x0s.dtype)  # (K, 1, H, W)
-        x_t = self.q_sample(x0s, self._steps(k, b, x0s.device), noise)
-        per_call = max(1, self.chunk_size // b)  # patch positions per Unet call
-        preds = []
-        for i in range(0, masks.shape[0], per_call):
-            m = masks[i : i + per_call].unsqueeze(1)  # (P, 1, 1, H, W)
-            x_in = (x_t.unsqueeze(0) * m + x0s.unsqueeze(0) * (1 - m)).reshape(-1, *x0s.shape[1:])
-            c = None if ctx is None else ctx.repeat(m.shape[0], 1)
-            out = self.denoise(x_in, self._steps(k, x_in.shape[0], x0s.device), c)
-            preds.append(out.reshape(m.shape[0], b, *x0s.shape[1:]))
-        return stitch_patches(torch.cat(preds, dim=0), masks)
+    def network_inputs(self, x0s: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+        """One input per grid position: patch k of x_t, the clean rest: (..., B, 1, H, W) -> (..., K, B, 1, H, W)."""
+        m = patch_masks(self.grid, self.patch_size, self.image_size).to(x0s.dtype).unsqueeze(1)  # (K, 1, 1, H, W)
+        return x_t.unsqueeze(-5) * m + x0s.unsqueeze(0) * (1 - m)
+
+    def combine(self, preds: torch.Tensor) -> torch.Tensor:
+        """Stitch the K per-position predictions (..., K, B, 1, H, W), averaging overlaps."""
+        return stitch_patches(preds, patch_masks(self.grid, self.patch_size, self.image_size))
