@@ -182,7 +182,7 @@ def make_stops(root: Path, corpus: Path) -> dict[str, tuple[Case, dict]]:
     table("colliding_ids", f"subject,image\na b,{head}\na_b,{head}\n", "both become a_b")
     table("no_image_column", f"subject,scan\ns1,{head}\n", "has no image column")
     table("no_subject_column", f"name,image\ns1,{head}\n", "has no subject column")
-    table("no_table", None, "does not exist")
+    table("no_table", None, "csv data folder or table does not exist")
     table("empty_table", "", "cannot be read as a table")
     table("nothing_usable", f"subject,image\ns1,{corpus / 'truncated.nii.gz'}\ns2,{corpus / 'all_zero.nii.gz'}\n",
           "no usable subject")
@@ -354,14 +354,14 @@ def test_bad_input_corpus(tmp_path):
 
     table = pd.DataFrame(outcomes, columns=["kind", "case", "outcome"])
     table.to_csv(tmp_path / "outcomes.tsv", sep="\t", index=False)
-    with pd.option_context("display.max_colwidth", 200, "display.width", 250):
-        print(f"\n{len(table)} bad-input cases (table in {tmp_path / 'outcomes.tsv'}):\n{table.to_string(index=False)}")
+    listing = "\n".join(f"{kind:6} {case:24} {outcome}" for kind, case, outcome in outcomes)
+    print(f"\n{len(table)} bad-input cases (table in {tmp_path / 'outcomes.tsv'}):\n{listing}")
 
     # the corpus run kept the good subjects and said how many it excluded
     with np.load(results / f"data/{DATASET}/volumes.npz") as packed:
         assert sorted(packed["subjects"].tolist()) == sorted([*GOOD, "dup"])
     excluded = len(cases)
-    assert f"{excluded} of {excluded + len(GOOD) + 1} subjects excluded" in corpus_text
+    assert f"{DATASET}: {len(GOOD) + 1} of {excluded + len(GOOD) + 1} subjects kept, {excluded} excluded" in corpus_text
     assert stop_run.returncode != 0
     for name, text in (("corpus run", corpus_text), ("stop run", stop_text)):
         assert "Traceback" not in text, f"{name}: a traceback reached the terminal:\n{text[-4000:]}"

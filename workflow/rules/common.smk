@@ -15,6 +15,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from brainuad import paths  # noqa: E402  (torch-free)
 from brainuad import study  # noqa: E402
+from brainuad.errors import InputDataError  # noqa: E402
 from brainuad.study import RUN, Study, canon  # noqa: E402
 
 try:
@@ -24,11 +25,12 @@ try:
         raise study.schema_error(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml") or err
     STUDY = Study(config, workflow.basedir)
 except ValueError as err:
-    if not str(err).startswith("config error:"):
+    if not (str(err).startswith("config error:") or isinstance(err, InputDataError)):
         raise
     # the message alone: raised here, Snakemake would print the Python stack of the Snakefile with it
     print(err, file=sys.stderr)
     sys.exit(1)
+
 DATASETS = STUDY.datasets
 MODELS = STUDY.models
 SCORINGS = STUDY.scorings

@@ -251,8 +251,12 @@ def register_affine(
             result = ants.registration(fixed=fixed, moving=moving, type_of_transform=transform,
                                        outprefix=str(Path(workdir) / "reg_"), **settings)
             return list(result["fwdtransforms"])
+        coarse = max(1, len(schedule[0]) - 1)  # the affine stage refines at full resolution
         rigid = ants.registration(fixed=fixed, moving=moving, type_of_transform="Rigid",
-                                  outprefix=str(Path(workdir) / "rigid_"), **settings)
+                                  outprefix=str(Path(workdir) / "rigid_"),
+                                  **{**settings, "aff_iterations": schedule[0][:coarse],
+                                     "aff_shrink_factors": schedule[1][:coarse],
+                                     "aff_smoothing_sigmas": schedule[2][:coarse]})
         moving_mask = ants.apply_transforms(moving, fixed_mask, rigid["invtransforms"],
                                             interpolator="nearestNeighbor")
         margin = max(1, int(round(MOVING_MASK_MARGIN_MM / min(moving.spacing))))
