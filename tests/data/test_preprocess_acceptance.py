@@ -58,7 +58,10 @@ def test_registration_similarity_floor():
         check_registration(0.05, "bad.nii.gz", options)
     assert error.value.path == "bad.nii.gz"
     check_registration(0.0, "bad.nii.gz", PreprocessOptions(min_registration_similarity=0))
-    check_registration(0.001, "demo.nii.gz", PreprocessOptions())  # off by default: the demo's ms-005 T2 passes
+    # on by default, between the lowest registered phantom scan (0.50) and the highest failure (spikes, 0.19)
+    check_registration(0.50, "lowest_phantom.nii.gz", PreprocessOptions())
+    with pytest.raises(InputDataError, match="0.190, below min_registration_similarity 0.3"):
+        check_registration(0.19, "spikes.nii.gz", PreprocessOptions())
 
 
 def job(tmp_path, strict):

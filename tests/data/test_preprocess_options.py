@@ -27,7 +27,7 @@ def test_every_schema_key_is_an_option_and_schema_defaults_are_the_defaults():
     properties = schema_properties()
     assert set(properties) <= set(fields)
     defaults = {key: spec["default"] for key, spec in properties.items() if "default" in spec}
-    assert defaults == {"template_mask": None, "min_registration_similarity": 0, "max_voxel_anisotropy": 8,
+    assert defaults == {"template_mask": None, "min_registration_similarity": 0.3, "max_voxel_anisotropy": 8,
                         "min_nonzero_fraction": 0.01}
     for key, value in defaults.items():
         assert getattr(PreprocessOptions(), key) == value

@@ -15,14 +15,22 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from brainuad import paths  # noqa: E402  (torch-free)
 from brainuad import study  # noqa: E402
+from brainuad.errors import InputDataError  # noqa: E402
 from brainuad.study import RUN, Study, canon  # noqa: E402
 
 try:
-    validate(config, "../schemas/config.schema.yaml")  # also fills in the schema's defaults
-except WorkflowError as err:  # one line naming the key instead of the schema section
-    raise study.schema_error(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml") or err
+    try:
+        validate(config, "../schemas/config.schema.yaml")  # also fills in the schema's defaults
+    except WorkflowError as err:  # one line naming the key instead of the schema section
+        raise study.schema_error(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml") or err
+    STUDY = Study(config, workflow.basedir)
+except ValueError as err:
+    if not (str(err).startswith("config error:") or isinstance(err, InputDataError)):
+        raise
+    # the message alone: raised here, Snakemake would print the Python stack of the Snakefile with it
+    print(err, file=sys.stderr)
+    sys.exit(1)
 
-STUDY = Study(config, workflow.basedir)
 DATASETS = STUDY.datasets
 MODELS = STUDY.models
 SCORINGS = STUDY.scorings

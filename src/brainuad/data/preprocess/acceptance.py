@@ -81,4 +81,6 @@ def check_registration(similarity: float | None, path: str | Path, options: Prep
     if similarity is not None and similarity < options.min_registration_similarity:
         raise InputDataError(path, f"registration to the template failed: |r| with the template inside its brain "
                                    f"mask is {similarity:.3f}, below min_registration_similarity "
-                                   f"{options.min_registration_similarity:g}")
+                                   f"{options.min_registration_similarity:g} (a well registered brain scan "
+                                   "reaches 0.5-0.9; a corrupt image, e.g. with intensity spikes, or one that "
+                                   "is no brain scan stays near 0)")

@@ -31,12 +31,13 @@ DEFAULT_REG_SMOOTHING_SIGMAS: tuple[float, ...] = (2, 1, 0)
 DEFAULT_REG_SAMPLING_RATE = 0.1
 
 #: Acceptance floors / ceilings of a subject (see :mod:`brainuad.data.preprocess.acceptance`). |r| with
-#: the template: the smoke phantom subjects 0.28-0.83, the demo's 0.59-0.91 except three T2 subjects whose
-#: registration fails (healthy-004 0.042, ms-002 0.112, ms-005 0.001; brain volume 2900-3600 ml), scans with
-#: int16 spikes 0.006-0.19. The floor is off (0) so that the demo keeps those three; the QC flags them.
+#: the template (``benchmarks/registration_similarity.py``), with the rigid -> affine registration of
+#: :func:`~brainuad.data.preprocess.ants_tools.register_affine`: every demo phantom scan 0.56-0.91 (48 scans;
+#: the one-stage affine left three T2 scans at 0.001-0.11), the smoke cohort 0.50-0.81 (12 scans); failures: scans
+#: with int16 spikes 0.006-0.19, a single non-zero voxel 0.0005, 19 mm slices 0.049, pure noise 0.002.
 #: The phantom's thick-slice subjects have 1 x 1 x 4 mm voxels (ratio 4); a skull-stripped brain fills
 #: about 10 % of a 1 mm head field of view.
-DEFAULT_MIN_REGISTRATION_SIMILARITY = 0.0
+DEFAULT_MIN_REGISTRATION_SIMILARITY = 0.3
 DEFAULT_MAX_VOXEL_ANISOTROPY = 8.0
 DEFAULT_MIN_NONZERO_FRACTION = 0.01
 
@@ -96,8 +97,8 @@ class PreprocessOptions:
         (which raises ``ValueError`` for a bad value).
     min_registration_similarity : float
         A registered subject whose |Pearson r| with the template inside its brain mask (the QC
-        column ``registration_similarity``) is below this is unusable (registration failed); 0
-        accepts every subject.
+        column ``registration_similarity``) is below this is unusable (registration failed, or not a
+        brain image); 0 accepts every subject.
     max_voxel_anisotropy : float
         Largest accepted ratio of the raw image's largest to smallest voxel edge.
     min_nonzero_fraction : float

@@ -60,7 +60,7 @@ def check_root(root: str | Path, kind: str, *, file_ok: bool = False) -> Path:
     """``root`` as a Path; InputDataError when it does not exist or (unless ``file_ok``) is not a folder."""
     root = Path(root)
     if not root.exists():
-        raise InputDataError(root, f"{kind} data folder does not exist")
+        raise InputDataError(root, f"{kind} data {'folder or table' if file_ok else 'folder'} does not exist")
     if not file_ok and not root.is_dir():
         raise InputDataError(root, f"{kind} data root must be a folder")
     return root
