@@ -21,7 +21,7 @@ On a shared machine absolute seconds are inflated; the ratios from one run are w
 Usage::
 
     python benchmarks/bench_startup.py [results] [--tree .] [--baseline-tree DIR] [--baseline-results DIR]
-                                       [--repeat 3] [--top 4]
+                                       [--repeat 3] [--top 4] [--startup-only]
 """
 
 from __future__ import annotations
@@ -249,6 +249,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="?", type=Path, default=Path("results"),
                         help="results folder of a finished run (with benchmarks/)")
+    parser.add_argument("--startup-only", action="store_true",
+                        help="only the start-up table, for every rule script (no results needed)")
     parser.add_argument("--tree", type=Path, default=Path("."), help="checkout whose scripts ran (with .venv)")
     parser.add_argument("--baseline-tree", type=Path, help="another checkout to compare start-up with")
     parser.add_argument("--baseline-results", type=Path, help="results folder of the baseline run")
@@ -256,17 +258,23 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=4, help="packages listed per script")
     args = parser.parse_args()
 
-    jobs = read_benchmarks(args.results)
-    base_jobs = read_benchmarks(args.baseline_results) if args.baseline_results else None
     trees = {"this": args.tree.resolve()}
     if args.baseline_tree:
         trees["baseline"] = args.baseline_tree.resolve()
-    rules = set(jobs) | set(base_jobs or {})
+    if args.startup_only:
+        jobs, base_jobs = {}, None
+        rules = set().union(*(rule_scripts(tree / "workflow") for tree in trees.values()))
+    else:
+        jobs = read_benchmarks(args.results)
+        base_jobs = read_benchmarks(args.baseline_results) if args.baseline_results else None
+        rules = set(jobs) | set(base_jobs or {})
     print(f"# {os.uname().nodename}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; "
           f"python {sys.version.split()[0]}; {args.repeat} timed runs per probe")
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         measured = measure_trees(trees, rules, args.repeat, Path(tmp))
     print_startup(measured, args.top)
+    if args.startup_only:
+        return
 
     def per_job(label):
         return {rule: m["median_s"] for rule, m in measured[label].items() if m["script"]}
