@@ -5,8 +5,9 @@ Every Snakemake ``script:`` job is a fresh Python process: the interpreter, Snak
 before any work starts. This script
 
 1. measures that start-up cost per rule script in this run: a probe process that runs only the
-   preamble imports and the script's top-level ``import`` statements (taken from its AST), timed
-   ``--repeat`` times (median wall seconds), plus one ``python -X importtime`` run of the same probe
+   preamble imports and the script's top-level ``import`` statements (taken from its AST), run once
+   untimed (bytecode caches, as after a run's first jobs; PYTHONDONTWRITEBYTECODE is dropped as the
+   Makefile does) and then timed ``--repeat`` times (median wall seconds), plus one ``python -X importtime`` run of the same probe
    whose self times are summed per top-level package (torch, monai, scipy, ...);
 2. reads the benchmark files of a results folder (``results/benchmarks/<rule>/**.tsv``, Snakemake's
    ``s`` column = wall seconds of the job) and prints per rule: jobs, job seconds, start-up per job,
@@ -158,17 +159,24 @@ def probe_source(script: Path) -> str:
     return PREAMBLE + script_imports(script)
 
 
+def job_env() -> dict:
+    """The environment of a Snakemake job started by ``make demo``: the Makefile unexports
+    PYTHONDONTWRITEBYTECODE, so jobs read cached bytecode instead of compiling every import."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def time_probe(python: str, probe: Path, cwd: Path) -> float:
     """Wall seconds of one fresh interpreter running the probe."""
     start = time.perf_counter()
-    subprocess.run([python, str(probe)], cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run([python, str(probe)], cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                   env=job_env())
     return time.perf_counter() - start
 
 
 def importtime(python: str, probe: Path, cwd: Path) -> dict[str, float]:
     """Per-package import seconds of the probe (one ``-X importtime`` run)."""
     run = subprocess.run([python, "-X", "importtime", str(probe)], cwd=cwd, check=True, capture_output=True,
-                         text=True)
+                         text=True, env=job_env())
     return package_self_times(run.stderr)
 
 
@@ -193,6 +201,9 @@ def measure_trees(trees: dict[str, Path], rules: set[str], repeat: int, workdir:
             probes[label][rule] = probe
     bare = {label: [] for label in trees}
     runs: dict[str, dict[str, list[float]]] = {label: defaultdict(list) for label in trees}
+    for label, tree in trees.items():  # untimed: writes the bytecode caches a run's first jobs write
+        for probe in probes[label].values():
+            time_probe(python[label], probe, tree)
     for _ in range(repeat):
         for label, tree in trees.items():  # alternate trees so that load changes hit both alike
             empty = workdir / "empty.py"
