@@ -41,6 +41,34 @@ def _json_default(obj):
     raise TypeError(f"not JSON serialisable: {type(obj)}")
 
 
+def write_tsv(rows: list[dict], path: str | Path) -> None:
+    """Write dict rows as a tab-separated table without pandas (one import less per job).
+
+    Columns are the union of the rows' keys in order of first appearance; a missing value, None or NaN
+    is written as an empty field and floats as ``repr`` (round-trip exact), as
+    ``pandas.DataFrame(rows).to_csv(path, sep="\t", index=False)`` writes them; ``pandas.read_csv``
+    reads it back the same.
+    """
+    import csv
+    import math
+
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+
+    def cell(value):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return ""
+        if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
+            return cell(value.item())
+        return repr(value) if isinstance(value, float) else str(value)
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([cell(row.get(col)) for col in columns] for row in rows)
+
+
 def read_json(path: str | Path):
     return json.loads(Path(path).read_text())
 

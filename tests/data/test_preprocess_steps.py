@@ -268,3 +268,25 @@ def test_write_outputs(tmp_path):
         assert written.get_data_dtype() == (np.float32 if name == "image" else np.uint8)
         np.testing.assert_array_equal(np.asarray(written.dataobj), volumes[name])
         np.testing.assert_allclose(written.affine, affine)
+
+
+def test_antspy_without_plotting_is_the_full_package():
+    """brainuad's ``ants`` (brainuad.data.preprocess.antspy) exports the same objects as ``import ants``,
+    without importing matplotlib, scikit-learn or statsmodels until a name of those parts is used."""
+    import json
+    import subprocess
+    import sys
+
+    listing = ("import json, sys\n{load}\n"
+               "before = sorted(m for m in ('matplotlib', 'sklearn', 'statsmodels') if m in sys.modules)\n"
+               "ants.plot  # a deferred name: loads the rest\n"
+               "names = sorted(n for n in dir(ants) if not n.startswith('_'))\n"
+               "objs = {{n: getattr(getattr(ants, n), '__module__', type(getattr(ants, n)).__name__) + '.' + "
+               "getattr(getattr(ants, n), '__qualname__', '') for n in names}}\n"
+               "print(json.dumps([before, objs]))")
+    runs = [subprocess.run([sys.executable, "-c", listing.format(load=load)], capture_output=True, text=True,
+                           check=True)
+            for load in ("import ants", "from brainuad.data.preprocess.antspy import ants")]
+    (full_before, full), (lite_before, lite) = (json.loads(r.stdout) for r in runs)
+    assert full_before == ["matplotlib", "sklearn", "statsmodels"] and lite_before == []
+    assert lite == full

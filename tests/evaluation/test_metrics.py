@@ -155,3 +155,31 @@ def test_reconstruction_metrics_constant_error():
     assert rv["psnr"] == pytest.approx(20.0 + 10 * np.log10(2))
     with pytest.raises(ValueError):
         reconstruction_metrics(x, y, mask, psnr_region="brain")
+
+
+def test_average_precision_by_hand():
+    from brainuad.evaluation.metrics import average_precision
+
+    # scores 0.9 (pos), 0.8 (neg), 0.7 (pos), 0.7 (neg): thresholds 0.9 -> P 1, R 1/2; 0.8 -> P 1/2, R 1/2;
+    # 0.7 (tie, one step) -> P 2/4, R 1: AP = 1/2 * 1 + 0 * 1/2 + 1/2 * 1/2 = 0.75
+    assert average_precision([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.7]) == pytest.approx(0.75)
+    assert average_precision([1, 1, 0], [0.1, 0.2, 0.3]) == pytest.approx((1 / 2 * 1 / 2) + (1 / 2 * 2 / 3))
+    assert math.isnan(average_precision([0, 0], [0.1, 0.2]))
+    with pytest.raises(ValueError, match="differ in shape"):
+        average_precision([1, 0], [0.1])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_average_precision_and_psnr_match_sklearn_and_skimage(seed):
+    from skimage.metrics import peak_signal_noise_ratio
+    from sklearn.metrics import average_precision_score
+
+    from brainuad.evaluation.metrics import average_precision, psnr
+
+    rng = np.random.default_rng(seed)
+    labels = rng.random(5000) < 0.1
+    scores = np.round(rng.random(5000) + labels * 0.3, 2).astype(np.float16)  # many ties, float16 as stored
+    assert average_precision(labels, scores) == pytest.approx(average_precision_score(labels, scores), abs=1e-12)
+    x, y = rng.random(300), rng.random(300)
+    assert psnr(x, y, 1.0) == pytest.approx(peak_signal_noise_ratio(x, y, data_range=1.0), abs=1e-12)
+    assert psnr(x, x, 1.0) == math.inf

@@ -317,3 +317,37 @@ def test_trains_with_the_loop(name, tmp_path):
     model = load_model(tmp_path / "m.pt", device="cpu")
     rec = model.reconstruct(torch.from_numpy(val[0][:, None]), None, samples=2, generator=gen(0))
     assert rec.shape == (2, 4, 1, 32, 32) and torch.isfinite(rec).all()
+
+
+def test_timestep_embedding_and_grid_starts_equal_monai():
+    """Written out to keep MONAI's import out of the jobs; the values are MONAI's."""
+    from monai.data.utils import dense_patch_slices
+    from monai.networks.nets.diffusion_model_unet import get_timestep_embedding
+
+    from brainuad.models.diffusion.unet import timestep_embedding
+
+    t = torch.tensor([0, 1, 17, 250, 999])
+    for dim in (8, 16, 33):
+        torch.testing.assert_close(timestep_embedding(t, dim), get_timestep_embedding(t, dim), rtol=0, atol=0)
+    for size, patch, stride in [((96, 96), 48, 48), ((64, 64), 48, 48), ((32, 40), 16, 8), ((12, 12), 6, 3),
+                                ((64, 64), 32, 24), ((10, 10), 16, 4), ((30, 30), 7, 0)]:
+        ref = [[sl[0].start, sl[1].start] for sl in dense_patch_slices(size, (patch, patch), (stride, stride))]
+        assert grid_starts(size, patch, stride).tolist() == ref, (size, patch, stride)
+
+
+def test_models_build_and_run_without_importing_monai():
+    """Training and reconstruct jobs of every model (attention off, the default) never import MONAI."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\n"
+            "from brainuad.models import available, build\n"
+            "m = build('pddpm', channels=[8, 16], res_blocks=1, image_size=(32, 32), patch_size=0.5)\n"
+            "m.eval(); x = torch.rand(2, 1, 32, 32)\n"
+            "with torch.no_grad(): m.reconstruct(x)\n"
+            "build('cddpm', channels=[8, 16], res_blocks=1, image_size=(32, 32))\n"
+            "assert 'pddpm' in available()\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'monai'))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"

@@ -58,6 +58,9 @@ PANDAS_OPTIONAL = {"to_markdown": "tabulate", "read_excel": "openpyxl", "to_exce
 # always importable in a script job: Snakemake injects itself (the `snakemake` object, its search path)
 PROVIDED = {"snakemake"}
 STDLIB = set(sys.stdlib_module_names)
+# brainuad.lazy imports the submodules that each package's ``lazy_exports(__name__, {submodule: names})``
+# call declares; those calls are followed instead of treating its import_module as "any module"
+LAZY_LOADER = SRC / PACKAGE / "lazy.py"
 
 
 def norm(name: str) -> str:
@@ -192,8 +195,12 @@ def third_party_imports(script: Path, src: Path = SRC, package: str = PACKAGE) -
                 else:
                     mod = node.module or ""
                 targets = [(mod, [a.name for a in node.names])]
+            elif (in_src and isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                  and node.func.id == "lazy_exports" and len(node.args) > 1 and isinstance(node.args[1], ast.Dict)):
+                targets = [(f"{pkg}.{key.value}", []) for key in node.args[1].keys
+                           if isinstance(key, ast.Constant) and isinstance(key.value, str)]
             elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                  and node.func.attr == "import_module"):
+                  and node.func.attr == "import_module" and path != LAZY_LOADER):
                 arg = node.args[0] if node.args else None
                 if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                     targets = [(arg.value, [])]
@@ -292,11 +299,15 @@ def test_checker_catches_a_new_import(tmp_path):
                       "try:\n    import h5py\nexcept ImportError:  # optional: not required\n    h5py = None\n")
     assert set(missing_packages(script, env)) == {"scikit-learn", "pyyaml"}
 
-    # transitively through the library: brainuad.evaluation.metrics imports skimage and sklearn
-    script.write_text("from brainuad.evaluation.metrics import segmentation_metrics\n")
+    # transitively through the library: brainuad.evaluation.metrics imports skimage, data.splits sklearn
+    script.write_text("from brainuad.evaluation.metrics import segmentation_metrics\n"
+                      "from brainuad.data.splits import healthy_splits\n")
     missing = missing_packages(script, env)
     assert {"scikit-image", "scikit-learn"} <= set(missing), missing
     assert "brainuad/evaluation/metrics.py" in missing["scikit-image"]
+    # through a lazy package export (brainuad.lazy): the declared submodule counts
+    script.write_text("from brainuad.evaluation import reconstruction_metrics\n")
+    assert "scikit-image" in missing_packages(script, env)
 
     env.write_text(env_text + "      - scikit-image==0.26.0\n      - scikit-learn==1.9.1\n")
     assert not {"scikit-image", "scikit-learn"} & set(missing_packages(script, env))

@@ -2,8 +2,11 @@
 
 The measures (:mod:`.domain_shift`) are torch-free, so the report rules can use them;
 :func:`brainuad.analysis.contrast_sweep.contrast_sweep` runs the experiment on a model (torch).
+Exports are lazy (:mod:`brainuad.lazy`).
 """
 
-from .domain_shift import contrast_levels, entropy, histogram_shift, intensity_histogram
+from ..lazy import lazy_exports
 
-__all__ = ["contrast_levels", "entropy", "histogram_shift", "intensity_histogram"]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "domain_shift": ["contrast_levels", "entropy", "histogram_shift", "intensity_histogram"],
+})

@@ -18,6 +18,14 @@ NaN / empty cases
   lesions but nothing predicted, precision is 0 (scikit-learn's ``zero_division=0``).
 * :func:`l1_ratio`: a mean over an empty region is NaN, and so is the ratio then.
 * :func:`reconstruction_metrics`: identical images give ``psnr = inf``.
+
+Import cost
+-----------
+Every evaluate job is a fresh process, so this module imports only numpy and scikit-image's SSIM
+(scikit-image loads its submodules lazily). Average precision and PSNR are the textbook formulas in
+numpy (:func:`average_precision`, :func:`psnr`): ``sklearn.metrics`` and ``skimage.metrics.simple_metrics``
+would pull scipy.stats and scikit-learn into every job (``benchmarks/bench_startup.py``); the tests check
+both against scikit-learn / scikit-image.
 """
 
 from __future__ import annotations
@@ -25,8 +33,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-from sklearn.metrics import average_precision_score
+from skimage.metrics import structural_similarity
 
 from .postprocess import as_bool, binarize
 
@@ -37,7 +44,49 @@ __all__ = [
     "pooled_auprc",
     "l1_ratio",
     "reconstruction_metrics",
+    "average_precision",
+    "psnr",
 ]
+
+
+def average_precision(labels, scores) -> float:
+    """Average precision of binary labels under scores (``sklearn.metrics.average_precision_score``).
+
+    AP = sum_k (R_k - R_{k-1}) P_k over the distinct score values taken as thresholds in decreasing
+    order (R_0 = 0): the step-wise area under the precision-recall curve, no interpolation.
+
+    Parameters
+    ----------
+    labels : ndarray, (N,)
+        Non-zero = positive.
+    scores : ndarray, (N,)
+        Higher = more likely positive; ties form one threshold.
+
+    Returns
+    -------
+    float
+        NaN when there is no positive.
+    """
+    y = np.asarray(labels).ravel() != 0
+    s = np.asarray(scores).ravel()
+    if y.shape != s.shape:
+        raise ValueError(f"labels {y.shape} and scores {s.shape} differ in shape")
+    if not y.any():
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")[::-1]
+    s, y = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), y.size - 1]  # last index of each distinct score
+    tps = np.cumsum(y, dtype=np.float64)[last]
+    precision = tps / (last + 1)
+    recall = tps / tps[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def psnr(image_true, image_test, data_range: float) -> float:
+    """Peak signal-to-noise ratio 10 log10(data_range^2 / MSE) in dB, in float64
+    (``skimage.metrics.peak_signal_noise_ratio``); ``inf`` for identical inputs."""
+    err = np.mean((np.asarray(image_true, np.float64) - np.asarray(image_test, np.float64)) ** 2)
+    return float("inf") if err == 0 else float(10 * np.log10(data_range ** 2 / err))
 
 
 def _check_shapes(**arrays) -> None:
@@ -84,7 +133,8 @@ def auprc(amap, seg, mask=None) -> float:
     Returns
     -------
     float
-        ``sklearn.metrics.average_precision_score``; NaN when no lesion voxel lies in the mask.
+        :func:`average_precision` (as ``sklearn.metrics.average_precision_score``); NaN when no
+        lesion voxel lies in the mask.
     """
     return pooled_auprc([amap], [seg], None if mask is None else [mask])
 
@@ -124,7 +174,7 @@ def pooled_auprc(maps: Sequence, segs: Sequence, masks: Sequence | None = None) 
     y = np.concatenate(labels) if labels else np.zeros(0, bool)
     if not y.any():
         return float("nan")
-    return float(average_precision_score(y, np.concatenate(scores)))
+    return average_precision(y, np.concatenate(scores))
 
 
 AUPRC_REGIONS = ("brain", "volume")
@@ -255,7 +305,7 @@ def reconstruction_metrics(image, recon, mask, *, data_range: float = 1.0,
     -------
     dict
         ``ssim``: ``skimage.metrics.structural_similarity`` on the whole 3D volume;
-        ``psnr``: ``skimage.metrics.peak_signal_noise_ratio`` in dB (``inf`` when the region
+        ``psnr``: :func:`psnr` (as ``skimage.metrics.peak_signal_noise_ratio``) in dB (``inf`` when the region
         is reconstructed exactly; NaN for an empty mask);
         ``l1``: mean |image - recon| inside the brain mask (NaN for an empty mask).
     """
@@ -271,10 +321,10 @@ def reconstruction_metrics(image, recon, mask, *, data_range: float = 1.0,
     else:
         raise ValueError(f"psnr_region must be 'mask' or 'volume', got {psnr_region!r}")
     if xr.size == 0:
-        psnr = float("nan")
+        psnr_db = float("nan")
     elif np.array_equal(xr, yr):
-        psnr = float("inf")  # skimage would divide by zero (and warn)
+        psnr_db = float("inf")  # skimage would divide by zero (and warn)
     else:
-        psnr = float(peak_signal_noise_ratio(xr, yr, data_range=data_range))
+        psnr_db = psnr(xr, yr, data_range)
     l1 = float(np.abs(x[m] - y[m]).mean()) if m.any() else float("nan")
-    return {"ssim": ssim, "psnr": psnr, "l1": l1}
+    return {"ssim": ssim, "psnr": psnr_db, "l1": l1}

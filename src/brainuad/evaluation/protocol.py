@@ -29,7 +29,6 @@ import numpy as np
 
 from ..conventions import DEFAULT_PRESET, PRESETS
 from ..data.pack import load_pack, subject_index
-from .lpips import lpips_metric
 from .metrics import l1_ratio, pooled_auprc, reconstruction_metrics, segmentation_metrics
 from .postprocess import postprocess
 from .threshold import healthy_fpr_threshold, pooled_dice, search_threshold
@@ -212,7 +211,11 @@ def evaluate_stored(role: str, options: dict, scores_path: str | Path, recon_pat
                   erode=options["erode"], erode_mode=options.get("erode_mode", "2d"), ignores=ignores,
                   order=conv["postprocess_order"])
     if role == "healthy":
-        lpips = lpips_metric(options.get("lpips_weights")) if recons is not None else None
+        lpips = None
+        if recons is not None and options.get("lpips_weights"):
+            from .lpips import lpips_metric  # torch: imported only when LPIPS is configured
+
+            lpips = lpips_metric(options.get("lpips_weights"))
         return evaluate_healthy(maps, masks, split, subjects, fprs=options.get("healthy_fpr", [0.01]),
                                 lpips=lpips, **common)
     th = options["threshold"]

@@ -31,9 +31,10 @@ def register(name: str):
 
 
 def _load_builtin() -> None:
-    """Import every module of the package, so that their ``@register`` decorators run."""
-    for info in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{info.name}")
+    """Import every module of the package and of its subpackages (``diffusion``, whose ``__init__``
+    imports nothing), so that their ``@register`` decorators run."""
+    for info in pkgutil.walk_packages(__path__, prefix=f"{__name__}."):
+        importlib.import_module(info.name)
 
 
 def available() -> list[str]:

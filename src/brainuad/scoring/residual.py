@@ -1,26 +1,32 @@
-"""Residual scores: pixel-wise l1 / l2 distance between the input and the mean reconstruction."""
+"""Residual scores: pixel-wise l1 / l2 distance between the input and the mean reconstruction.
+
+Written with operations numpy arrays and torch tensors share (``arrays="any"``), so a score job of
+these scorings runs in numpy and never imports torch, and CUDA tensors stay on the GPU.
+"""
 
 from __future__ import annotations
-
-import torch
 
 from . import register
 
 
-@register("l1")
-def l1(image: torch.Tensor, recons: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+@register("l1", arrays="any")
+def l1(image, recons, mask):
     """|x - mean_s(x_rec_s)| inside the mask.
 
     Parameters
     ----------
-    image : (B, 1, ...) input
-    recons : (S, B, 1, ...) reconstructions; averaged over S first (ENS-style)
-    mask : (B, 1, ...) bool brain mask
+    image : ndarray or Tensor, (B, 1, ...) input
+    recons : ndarray or Tensor, (S, B, 1, ...) reconstructions; averaged over S first (ENS-style)
+    mask : ndarray or Tensor, (B, 1, ...) bool brain mask
+
+    Returns
+    -------
+    ndarray or Tensor, (B, 1, ...), the type of the inputs
     """
-    return (image - recons.mean(dim=0)).abs() * mask
+    return abs(image - recons.mean(0)) * mask
 
 
-@register("l2")
-def l2(image: torch.Tensor, recons: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(x - mean_s(x_rec_s))^2 inside the mask (same shapes as :func:`l1`)."""
-    return (image - recons.mean(dim=0)).pow(2) * mask
+@register("l2", arrays="any")
+def l2(image, recons, mask):
+    """(x - mean_s(x_rec_s))^2 inside the mask (same shapes and types as :func:`l1`)."""
+    return (image - recons.mean(0)) ** 2 * mask

@@ -1,5 +1,10 @@
-"""Training: one seeded, resumable loop for every model (see :mod:`brainuad.training.loop`)."""
+"""Training: one seeded, resumable loop for every model (see :mod:`brainuad.training.loop`).
 
-from .loop import TrainSettings, fit, load_model, resolve_device
+Exports are lazy (:mod:`brainuad.lazy`).
+"""
 
-__all__ = ["TrainSettings", "fit", "load_model", "resolve_device"]
+from ..lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "loop": ["TrainSettings", "fit", "load_model", "resolve_device"],
+})

@@ -22,7 +22,7 @@ import os
 import time
 from pathlib import Path
 
-import ants
+from brainuad.data.preprocess.antspy import ants  # ANTsPy without plotting / statsmodels / sklearn
 
 from brainuad.data.preprocess.acceptance import check_acquisition, check_registration
 from brainuad.data.preprocess.ants_tools import (

@@ -7,7 +7,7 @@ import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import ants
+from brainuad.data.preprocess.antspy import ants  # ANTsPy without plotting / statsmodels / sklearn
 import nibabel as nib
 import numpy as np
 

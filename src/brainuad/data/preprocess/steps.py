@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-import ants
+from brainuad.data.preprocess.antspy import ants  # ANTsPy without plotting / statsmodels / sklearn
 import nibabel as nib
 import numpy as np
 

@@ -2,15 +2,15 @@
 
 ``schedule`` (beta schedules, forward process), ``unet`` (the FiLM-conditioned x0-predicting Unet),
 ``ddpm`` (:class:`DiffusionConfig`, the shared :class:`DiffusionModel`, AnoDDPM), ``pddpm`` and
-``cddpm``. Hyper-parameter keys: config/README.md (``models``).
+``cddpm``. Hyper-parameter keys: config/README.md (``models``). Exports are lazy (:mod:`brainuad.lazy`).
 """
 
-from .cddpm import ConditionedDDPM, ContextEncoderConfig
-from .ddpm import AnoDDPM, DiffusionConfig, DiffusionModel
-from .pddpm import PatchedDDPM, grid_starts, patch_masks, stitch_patches
-from .schedule import DiffusionSchedule, cosine_betas, linear_betas
-from .unet import DenoisingUnet
+from ...lazy import lazy_exports
 
-__all__ = ["AnoDDPM", "ConditionedDDPM", "ContextEncoderConfig", "DenoisingUnet", "DiffusionConfig", "DiffusionModel",
-           "DiffusionSchedule", "PatchedDDPM", "cosine_betas", "grid_starts", "linear_betas", "patch_masks",
-           "stitch_patches"]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "cddpm": ["ConditionedDDPM", "ContextEncoderConfig"],
+    "ddpm": ["AnoDDPM", "DiffusionConfig", "DiffusionModel"],
+    "pddpm": ["PatchedDDPM", "grid_starts", "patch_masks", "stitch_patches"],
+    "schedule": ["DiffusionSchedule", "cosine_betas", "linear_betas"],
+    "unet": ["DenoisingUnet"],
+})

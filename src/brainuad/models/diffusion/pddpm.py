@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -13,18 +14,25 @@ from .ddpm import DiffusionConfig, DiffusionModel
 def grid_starts(image_size: Sequence[int], patch_size: int, stride: int) -> torch.Tensor:
     """Top-left corners of the sliding-window grid that covers the image.
 
-    Starts are ``0, stride, 2 * stride, ...`` per axis, plus ``size - patch_size`` when the last window
-    would not reach the border (MONAI ``dense_patch_slices``); the grid is the product of both axes
-    (2 x 2 for 48 px patches on 96 x 96, the public code's grid).
+    Starts are ``0, stride, 2 * stride, ...`` per axis up to the first window that reaches the border,
+    which is moved back to ``size - patch_size``; the grid is the product of both axes, row-major
+    (2 x 2 for 48 px patches on 96 x 96, the public code's grid). This is MONAI's
+    ``monai.data.utils.dense_patch_slices`` (tests/models/test_diffusion.py checks it against MONAI),
+    written out because importing any MONAI module imports all of MONAI (seconds per job).
 
     Returns
     -------
     Tensor (K, 2) int64 of (row, col) starts.
     """
-    from monai.data.utils import dense_patch_slices
-
-    slices = dense_patch_slices(tuple(int(s) for s in image_size), (patch_size, patch_size), (stride, stride))
-    return torch.tensor([[int(sl[0].start), int(sl[1].start)] for sl in slices], dtype=torch.long)
+    axes = []
+    for size in (int(s) for s in image_size):
+        patch = min(size, int(patch_size) or size)
+        if stride == 0:
+            count = 1
+        else:
+            count = next((d + 1 for d in range(math.ceil(size / stride)) if d * stride + patch >= size), 1)
+        axes.append([min(d * stride, size - patch) for d in range(count)])
+    return torch.tensor([[r, c] for r in axes[0] for c in axes[1]], dtype=torch.long)
 
 
 def patch_masks(starts: torch.Tensor, patch_size: int, image_size: Sequence[int]) -> torch.Tensor:

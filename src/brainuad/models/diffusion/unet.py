@@ -12,8 +12,8 @@ Layout (method-spec §3.2, "Unet similar to Dhariwal & Nichol (2021)"; public co
   connection, and a stride-2 transposed convolution (4x4) to go up a level;
 * output: GroupNorm -> SiLU -> 3x3 convolution to 1 channel (the x0 estimate).
 
-Conditioning: the timestep goes through the sinusoidal embedding (MONAI ``get_timestep_embedding``,
-``channels[0]`` wide) and an MLP (Linear -> SiLU -> Linear, ``4 * channels[0]`` wide, as ADM). For the
+Conditioning: the timestep goes through the sinusoidal embedding (:func:`timestep_embedding`, as MONAI's
+``get_timestep_embedding``, ``channels[0]`` wide) and an MLP (Linear -> SiLU -> Linear, ``4 * channels[0]`` wide, as ADM). For the
 cDDPM a continuous context vector c (``cond_dim`` wide) is concatenated to it. Every residual block
 maps the conditioning embedding with its own MLP (SiLU -> Linear) to (gamma, beta) and modulates its
 normalised features as ``f' = f * (gamma + 1) + beta`` (FiLM / ADM scale-shift-norm). This block is
@@ -23,13 +23,49 @@ continuous context vector this way (peers §2.4).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from monai.networks.blocks import SpatialAttentionBlock
-from monai.networks.nets.diffusion_model_unet import get_timestep_embedding
+
+# MONAI is imported only for the optional attention block: importing any MONAI module imports all of
+# MONAI (its __init__ loads every subpackage; seconds per Snakemake job), see timestep_embedding.
+
+
+def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: int = 10000) -> torch.Tensor:
+    """Sinusoidal timestep embedding [cos(t f_k), sin(t f_k)], f_k = max_period^(-k / (dim // 2)).
+
+    The same values as ``monai.networks.nets.diffusion_model_unet.get_timestep_embedding`` (Ho et al.
+    2020; tests/models/test_diffusion.py checks it against MONAI), written out so that training and
+    reconstruct jobs do not import MONAI.
+
+    Parameters
+    ----------
+    timesteps : Tensor (B,)
+    dim : int
+        Embedding width; an odd width gets one zero column.
+
+    Returns
+    -------
+    Tensor (B, dim) float32 on the device of ``timesteps``.
+    """
+    if timesteps.ndim != 1:
+        raise ValueError(f"timesteps must be 1-D (B,), got shape {tuple(timesteps.shape)}")
+    half = dim // 2
+    exponent = -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timesteps.device)
+    args = timesteps[:, None].float() * torch.exp(exponent / half)[None, :]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    return F.pad(emb, (0, 1)) if dim % 2 else emb
+
+
+def _attention_block(channels: int) -> nn.Module:
+    """MONAI's ``SpatialAttentionBlock`` for the middle of the Unet (imported only when it is used)."""
+    from monai.networks.blocks import SpatialAttentionBlock
+
+    return SpatialAttentionBlock(2, channels, num_head_channels=64 if channels % 64 == 0 else channels,
+                                 norm_num_groups=num_groups(channels))
 
 
 def num_groups(channels: int) -> int:
@@ -184,8 +220,7 @@ class DenoisingUnet(nn.Module):
                 skips.append(cur)
 
         self.mid1 = FiLMResBlock(cur, cur, self.emb_dim, dropout)
-        self.mid_attn = (SpatialAttentionBlock(2, cur, num_head_channels=64 if cur % 64 == 0 else cur,
-                                               norm_num_groups=num_groups(cur)) if attention else nn.Identity())
+        self.mid_attn = _attention_block(cur) if attention else nn.Identity()
         self.mid2 = FiLMResBlock(cur, cur, self.emb_dim, dropout)
 
         self.up = nn.ModuleList()
@@ -213,7 +248,7 @@ class DenoisingUnet(nn.Module):
         -------
         Tensor (B, time_dim + cond_dim)
         """
-        emb = self.time_mlp(get_timestep_embedding(t, self.channels[0]).to(self.inp.weight.dtype))
+        emb = self.time_mlp(timestep_embedding(t, self.channels[0]).to(self.inp.weight.dtype))
         if self.cond_dim:
             if context is None or context.shape != (t.shape[0], self.cond_dim):
                 got = None if context is None else tuple(context.shape)
