@@ -72,6 +72,7 @@ def main() -> None:
 
     def record(name, setting, sec):
         timings.setdefault(name, {}).setdefault(setting, []).append(sec)
+        print(f"  {name} {setting}: {sec:.2f} s", flush=True)  # progress (a loaded machine is slow)
 
     for _ in range(args.rounds):
         for arch, hp, batch in (("ae", AE, 32), ("cddpm", CDDPM, 16)):

@@ -192,8 +192,8 @@ def register_affine(
 
     Mutual information does not assume equal contrasts, so T2 / FLAIR images
     register to a T1 template. Two stages (as antsRegistrationSyN's rigid ->
-    affine): a **rigid** stage initialised by aligning the centres of mass,
-    then the requested ``transform`` started from it, with its metric limited
+    affine): a **rigid** stage initialised by aligning the centres of mass
+    (on the schedule's levels but the finest), then the requested ``transform`` started from it, with its metric limited
     to the subject's voxels near the rigidly placed template brain (the
     ``fixed_mask`` mapped back into the subject and dilated by
     :data:`MOVING_MASK_MARGIN_MM`). Why: the template is skull-stripped (zero
