@@ -8,6 +8,8 @@ from brainuad.models.masked_autoencoder import MaskedAutoencoder
 SMALL = {
     "ae": dict(image_size=(16, 16), channels=[4, 8], latent_dim=4),
     "vae": dict(image_size=(16, 16), channels=[4, 8], latent_dim=4),
+    "vae2d_p81": dict(image_size=(16, 16), channels=[4, 8], latent_dim=4),
+    "vae3d": dict(image_size=(4, 16, 16), channels=[4, 8], latent_dim=4),
     "anoddpm": dict(image_size=(16, 16), channels=[4, 8], res_blocks=1),
     "pddpm": dict(image_size=(16, 16), channels=[4, 8], res_blocks=1),
     "cddpm": dict(image_size=(16, 16), channels=[4, 8], res_blocks=1, context_dim=4, encoder_channels=[4, 8],
