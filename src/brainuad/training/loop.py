@@ -27,6 +27,7 @@ import torch
 
 from ..models import INIT_ONLY, build
 from .augment import from_config as augment_from_config
+from .erasing import from_config as erasing_from_config
 
 
 @dataclass
@@ -64,6 +65,11 @@ class TrainSettings:
         the :func:`~brainuad.training.augment.from_config` options, e.g. the thesis probabilities
         ``{"blur_p": 0.25, "bias_p": 0.25, "gamma_p": 0.5, "ghost_p": 0.5}``. Applied on the CPU to
         2D training batches only, drawing from the batch-sampling generator (resumes bit-identically).
+    erasing : dict or None
+        Spatial erasing of the training *inputs* (:mod:`brainuad.training.erasing`, P8.1): None = off;
+        otherwise the :class:`~brainuad.training.erasing.Eraser` fields, e.g. ``{"mode": "patch",
+        "fill": "sample", "p": 0.5}``. Slices or volumes; the model must accept ``loss(..., target=)``
+        (it is trained to reconstruct the un-erased batch). Draws from the batch-sampling generator.
     """
 
     max_steps: int = 1000
@@ -79,6 +85,7 @@ class TrainSettings:
     amp: bool = True
     grad_clip: float = 0.0
     augment: dict | None = None
+    erasing: dict | None = None
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -278,6 +285,9 @@ def fit(
     augmenter = augment_from_config(settings.augment)
     if augmenter is not None and input_dims != 2:
         raise ValueError(f"settings.augment is implemented for 2D slice models only; {arch!r} takes 3D volumes")
+    eraser = erasing_from_config(settings.erasing)
+    if eraser is not None and not getattr(model, "accepts_target", False):
+        raise ValueError(f"settings.erasing needs a model whose loss takes the un-erased target; {arch!r} does not")
     opt = _optimizer(settings, model.parameters())
     use_amp = settings.amp and dev.type == "cuda"
     sample_gen = torch.Generator().manual_seed(settings.seed + 1)
@@ -311,9 +321,13 @@ def fit(
             batch = sample_batch(train_volumes, input_dims, settings.batch_size, sample_gen)
             if augmenter is not None:
                 batch = augmenter(batch, sample_gen)
+            erased = eraser(batch, sample_gen).to(dev) if eraser is not None else None  # input only
             batch = batch.to(dev)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
-                loss = model.loss(batch, generator=model_gen)
+                if erased is None:
+                    loss = model.loss(batch, generator=model_gen)
+                else:
+                    loss = model.loss(erased, generator=model_gen, target=batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training loss became {float(loss)} at step {step}; lower the learning rate")
             opt.zero_grad(set_to_none=True)
