@@ -51,3 +51,36 @@ def test_lesion_size_fit_recovers_a_known_cubic(tmp_path):
         lesion_size_fit([1, 2, 3], [0.1, 0.2, 0.3])
     lesion_size_figure({"2D": (x, y), "3D": (x, y + 0.1)}, tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_run_p81_analysis_pools_the_test_slices_of_every_dataset(tmp_path):
+    import pandas as pd
+
+    from brainuad.analysis.p81 import run_p81_analysis
+
+    rng = np.random.default_rng(1)
+    entries, all_l, all_s = [], [], []
+    for name in ("a", "b"):
+        imgs = rng.random((3, 4, 6, 6)).astype(np.float16)
+        segs = np.zeros((3, 4, 6, 6), np.uint8)
+        segs[:, 1, 2, 2] = 1
+        masks = np.ones_like(segs)
+        subjects = np.array([f"{name}{i}" for i in range(3)])
+        np.savez(tmp_path / f"{name}_vol.npz", images=imgs, masks=masks, segs=segs, subjects=subjects)
+        recons = (imgs.astype(float) + rng.normal(0, 0.2, imgs.shape))[None].astype(np.float16)
+        # recon order: val subject a2 first, then the test subjects a0, a1
+        order = [2, 0, 1]
+        np.savez(tmp_path / f"{name}_rec.npz", recons=recons[:, order], subjects=subjects[order],
+                 split=np.array(["val", "test", "test"]))
+        pd.DataFrame({"subject": subjects[order], "split": ["val", "test", "test"], "dice": [0.9, 0.2, 0.4],
+                      "lesion_voxels": [1, 10, 20]}).to_csv(tmp_path / f"{name}.tsv", sep="\t", index=False)
+        entries.append({"label": "M", "dataset": name, "recon": tmp_path / f"{name}_rec.npz",
+                        "volumes": tmp_path / f"{name}_vol.npz", "metrics": tmp_path / f"{name}.tsv"})
+        lab, sc = slice_scores(imgs[[0, 1]], recons[0, [0, 1]], segs[[0, 1]], masks[[0, 1]])
+        all_l.append(lab), all_s.append(sc)
+    run_p81_analysis(entries, table=tmp_path / "t.tsv", slicewise_png=tmp_path / "s.png", size_png=tmp_path / "z.png")
+    out = pd.read_csv(tmp_path / "t.tsv", sep="\t")
+    assert out["slices"].tolist() == [16] and out["abnormal_slices"].tolist() == [4]
+    expected = average_precision_score(np.concatenate(all_l), np.concatenate(all_s))
+    assert out["slice_auprc"].iloc[0] == pytest.approx(expected)
+    assert (tmp_path / "s.png").exists() and (tmp_path / "z.png").exists()

@@ -108,3 +108,66 @@ def lesion_size_figure(groups: dict, path, title: str = "Subject-wise Dice again
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def slicewise_figure(auprc: dict, path, title: str = "Slice-wise detection") -> None:
+    """Bars of the slice-wise AUPRC per model (label -> value in [0, 1])."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(auprc)
+    fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(labels) + 2), 3.5))
+    ax.bar(range(len(labels)), [100 * auprc[k] for k in labels], color="tab:blue")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("slice-wise AUPRC (%)")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_p81_analysis(entries: list[dict], *, table, slicewise_png, size_png) -> None:
+    """Slice-wise detection and lesion-size analysis of the rows of a table (one fold).
+
+    Parameters
+    ----------
+    entries : list of dict
+        One per (row, dataset): ``label`` (row), ``dataset`` (label), ``recon`` (a reconstruct job's npz),
+        ``volumes`` (the dataset's packed volumes), ``metrics`` (the evaluate job's metrics.tsv).
+        Only the test subjects are used; the first reconstruction of each volume.
+    table : path
+        TSV with one line per row: ``row``, ``slice_auprc``, ``abnormal_slices``, ``slices``
+        (pooled over the row's datasets, as P8.1 pools BraTS and ATLAS).
+    slicewise_png, size_png : paths
+        :func:`slicewise_figure` and :func:`lesion_size_figure` (one series per row and dataset).
+    """
+    import pandas as pd
+
+    from ..data.pack import load_pack, subject_index
+
+    pooled: dict[str, list] = {}
+    sizes: dict[str, tuple] = {}
+    packs: dict[str, dict] = {}
+    for e in entries:
+        with np.load(e["recon"], allow_pickle=False) as z:
+            recons, subjects, split = z["recons"][0], z["subjects"].tolist(), z["split"].tolist()
+        test = [i for i, s in enumerate(split) if s == "test"]
+        pack = packs.setdefault(str(e["volumes"]), load_pack(e["volumes"]))
+        idx = subject_index(pack, [subjects[i] for i in test])
+        labels, scores = slice_scores(pack["images"][idx], recons[test], pack["segs"][idx], pack["masks"][idx])
+        acc = pooled.setdefault(e["label"], [[], []])
+        acc[0].append(labels)
+        acc[1].append(scores)
+        m = pd.read_csv(e["metrics"], sep="\t")
+        m = m[m["split"] == "test"]
+        sizes[f"{e['label']} · {e['dataset']}"] = (m["lesion_voxels"].to_numpy(float), m["dice"].to_numpy(float))
+    rows, auprc = [], {}
+    for label, (labs, scs) in pooled.items():
+        lab, sc = np.concatenate(labs), np.concatenate(scs)
+        auprc[label] = slice_auprc(lab, sc)
+        rows.append({"row": label, "slice_auprc": auprc[label], "abnormal_slices": int(lab.sum()), "slices": len(lab)})
+    pd.DataFrame(rows).to_csv(table, sep="\t", index=False)
+    slicewise_figure(auprc, slicewise_png)
+    lesion_size_figure(sizes, size_png)
