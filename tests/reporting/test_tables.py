@@ -70,7 +70,8 @@ def test_subject_spread_is_the_std_over_all_test_subjects(tmp_path):
     spec = {"rows": [{"model": "v"}], "datasets": ["t"], "metrics": ["dice", "dice_pooled"], "spread": "subjects"}
     long = aggregate(spec, lambda m, r, f, d, s: tmp_path / m / str(f), [0], {"v": {}}, {"t": {}})
     dice = long[long.metric == "dice"].iloc[0]
-    assert np.isclose(dice["mean"], 0.3) and np.isclose(dice["std"], np.std([0.2, 0.4], ddof=1)) and dice["n_folds"] == 2
+    assert np.isclose(dice["mean"], 0.3) and np.isclose(dice["std"], np.std([0.2, 0.4], ddof=1))
+    assert dice["n_folds"] == 1 and dice["n_spread"] == 2
     table = wide(long)
     assert table.loc["v", "t · DICE"] == "30.00 ± 14.14"
     assert table.loc["v", "t · DICE pooled"] == "35.00"  # one fold: a single number, as P8.1's DICE_D

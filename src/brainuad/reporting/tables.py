@@ -94,7 +94,7 @@ def aggregate(spec: dict, eval_dir, folds, models: dict, datasets: dict, default
     The spec's optional ``spread`` says what the ± of a cell is: ``"folds"`` (default) the sample std
     (ddof = 1) of the fold values; ``"subjects"`` (P8.1's DICE_S "mu ± sigma") the sample std of the
     per-subject values of all test subjects of all folds, for per-subject metrics (pooled metrics keep
-    the fold spread). ``n_folds`` is then the number of values behind the std.
+    the fold spread). ``n_spread`` is the number of values behind the std (``n_folds`` with ``"folds"``).
     """
     spread = spec.get("spread", "folds")
     if spread not in ("folds", "subjects"):
@@ -126,7 +126,7 @@ def aggregate(spec: dict, eval_dir, folds, models: dict, datasets: dict, default
                     "dataset_label": datasets[ds].get("label", ds), "metric": metric,
                     "mean": float(finite.mean()) if finite.size else math.nan,
                     "std": float(std_of.std(ddof=1)) if std_of.size > 1 else (0.0 if std_of.size else math.nan),
-                    "n_folds": int(std_of.size) if finite.size else 0,
+                    "n_folds": int(finite.size), "n_spread": int(std_of.size) if finite.size else 0,
                     "fold_values": ";".join(f"{v:.6g}" for v in arr),
                     "note": note,
                 })
@@ -150,7 +150,8 @@ def wide(long: pd.DataFrame, best: bool = True) -> pd.DataFrame:
         key = f"{r['dataset_label']} · {METRICS.get(r['metric'], (r['metric'],))[0]}"
         if key not in order:
             order.append(key)
-        cols.setdefault(key, {})[r["row"]] = (r["mean"], r["std"], r["n_folds"], r["metric"],
+        n_spread = r["n_spread"] if "n_spread" in r and pd.notna(r["n_spread"]) else r["n_folds"]
+        cols.setdefault(key, {})[r["row"]] = (r["mean"], r["std"], n_spread, r["metric"],
                                               r.get("note", "") if isinstance(r.get("note", ""), str) else "")
     rows = list(dict.fromkeys(long["row"]))
     out = pd.DataFrame(index=rows, columns=order, dtype=object)
