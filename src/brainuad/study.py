@@ -519,12 +519,31 @@ class Study:
         files["volumes"] = paths.fill(paths.VOLUMES, dataset=ds)
         return files
 
+    def p81_entries(self) -> list[dict]:
+        """One entry per (row, dataset) of the ``report.p81`` table at its fold: row and dataset labels and the
+        ``recon``, ``volumes`` and ``metrics`` files of :func:`brainuad.analysis.p81.run_p81_analysis`."""
+        spec = self.config["report"].get("p81")
+        if not spec:
+            return []
+        table, fold = spec["table"], spec.get("fold", 0)
+        entries = []
+        for row in self.table_rows[table]:
+            for ds in self.tables[table]["datasets"]:
+                key = dict(trainset=self.trainset_of(ds), model=row["model"], run=row["run"], fold=fold, dataset=ds)
+                entries.append({"label": row_label(row, self.models), "dataset": self.datasets[ds].get("label", ds),
+                                "recon": paths.fill(paths.RECON, **key),
+                                "volumes": paths.fill(paths.VOLUMES, dataset=ds),
+                                "metrics": paths.fill(paths.METRICS, scoring=row["scoring"], **key)})
+        return entries
+
     def report_figures(self) -> list[str]:
         figs = [paths.fill(paths.QUALITATIVE_FIGURE, table=t) for t in self.qualitative] + [paths.TRAINING_CURVES]
         if self.config["report"].get("mhd_figure"):
             figs.append(paths.MHD_FIGURE)
         if self.config["report"].get("domain_shift"):
             figs.append(paths.DOMAIN_SHIFT_FIGURE)
+        if self.config["report"].get("p81"):
+            figs += [paths.fill(paths.P81_FIGURE, kind=k) for k in ("slicewise", "lesion_size")]
         return figs + self.sweep_figures()
 
     def report_inputs(self) -> dict[str, list[str]]:
@@ -695,6 +714,9 @@ class Study:
         for table in self.qualitative:
             if table not in self.tables or self.tables[table].get("kind", "segmentation") != "segmentation":
                 raise config_error(f"report.qualitative: {table!r} is not a segmentation table")
+        p81 = report.get("p81")
+        if p81 and (p81["table"] not in self.tables or self.tables[p81["table"]].get("kind", "segmentation") != "segmentation"):
+            raise config_error(f"report.p81.table: {p81['table']!r} is not a segmentation table")
         it = report.get("inference_time")
         if it and it["table"] not in self.tables:
             raise config_error(f"report.inference_time.table: unknown table {it['table']!r}")

@@ -682,8 +682,8 @@ def test_check_options_names_the_key_and_the_accepted_ones():
 
 
 def test_options_of_the_shipped_configs_are_accepted():
-    for config in (ROOT / "config" / "config.yaml", ROOT / "config" / "thesis.yaml", ROOT / "tests" / "smoke" /
-                   "config.yaml"):
+    for config in (ROOT / "config" / "config.yaml", ROOT / "config" / "thesis.yaml", ROOT / "config" / "p81.yaml",
+                   ROOT / "tests" / "smoke" / "config.yaml"):
         for name, src in yaml.safe_load(config.read_text())["sources"].items():
             check_options(src["kind"], src.get("options", {}), f"sources.{name}.options")
             if src["kind"] != "phantom":

@@ -8,6 +8,10 @@ from brainuad.models.masked_autoencoder import MaskedAutoencoder
 SMALL = {
     "ae": dict(image_size=(16, 16), channels=[4, 8], latent_dim=4),
     "vae": dict(image_size=(16, 16), channels=[4, 8], latent_dim=4),
+    "vae2d_p81": dict(image_size=(16, 16), channels=[4, 8], latent_dim=4),
+    "vae3d": dict(image_size=(4, 16, 16), channels=[4, 8], latent_dim=4),
+    "dae": dict(image_size=(16, 16), channels=[4, 8], noise_res=4),
+    "svae": dict(image_size=(4, 16, 16), channels=[4, 8], d_model=8, latent_dim=4, layers=1, heads=2),
     "anoddpm": dict(image_size=(16, 16), channels=[4, 8], res_blocks=1),
     "pddpm": dict(image_size=(16, 16), channels=[4, 8], res_blocks=1),
     "cddpm": dict(image_size=(16, 16), channels=[4, 8], res_blocks=1, context_dim=4, encoder_channels=[4, 8],

@@ -60,3 +60,22 @@ def test_schema_metric_enums_follow_the_metric_table():
     assert scoring_sweep == model_sweep and set(model_sweep) <= set(METRICS)
     # sweeps plot segmentation metrics: every pooled metric, and the per-volume Dice/AUPRC ones
     assert set(model_sweep) == {"dice_oracle", "dice", "auprc"} | {m for m in METRICS if m.endswith("_pooled")}
+
+
+def test_subject_spread_is_the_std_over_all_test_subjects(tmp_path):
+    """P8.1's DICE_S mu ± sigma: std over subjects (pooled over folds); pooled metrics keep the fold spread."""
+    _write(tmp_path / "v/0", [{"subject": "a", "split": "test", "dice": 0.2}, {"subject": "b", "split": "test", "dice": 0.4},
+                               {"subject": "c", "split": "val", "dice": 0.9}, {"subject": "d", "split": "test", "dice": math.nan}],
+           pooled={"dice_pooled": 0.35})
+    spec = {"rows": [{"model": "v"}], "datasets": ["t"], "metrics": ["dice", "dice_pooled"], "spread": "subjects"}
+    long = aggregate(spec, lambda m, r, f, d, s: tmp_path / m / str(f), [0], {"v": {}}, {"t": {}})
+    dice = long[long.metric == "dice"].iloc[0]
+    assert np.isclose(dice["mean"], 0.3) and np.isclose(dice["std"], np.std([0.2, 0.4], ddof=1))
+    assert dice["n_folds"] == 1 and dice["n_spread"] == 2
+    table = wide(long)
+    assert table.loc["v", "t · DICE"] == "30.00 ± 14.14"
+    assert table.loc["v", "t · DICE pooled"] == "35.00"  # one fold: a single number, as P8.1's DICE_D
+    import pytest
+
+    with pytest.raises(ValueError, match="spread must be"):
+        aggregate({**spec, "spread": "x"}, lambda *a: tmp_path / "v/0", [0], {"v": {}}, {"t": {}})

@@ -73,6 +73,11 @@ def test_smoke_run_builds_tables_and_report(smoke_run):
     assert (results / "models/healthy_t2/vae/default/fold-1/train_log.tsv").exists()
     assert (workdir / "work/train/healthy_t2/vae/default/fold-1/state.pt").exists()
     assert not (results / "models/healthy_t2/thresh").exists()  # nothing to train
+    # a volume model (vae3d, input_dims 3, with erasing) went through the same train/reconstruct/score/evaluate rules
+    with np.load(results / "recon/healthy_t2/vae3d/default/fold-0/tumour_t2.npz") as z:
+        assert z["recons"].shape[2:] == (16, 32, 32)
+    vol = pd.read_csv(results / "tables" / "volumes.tsv", sep="\t")
+    assert vol["mean"].between(0, 1).all() and (vol["n_folds"] == 2).all()
 
 
 def test_smoke_run_builds_scoring_sweep_and_mhd_figure(smoke_run):

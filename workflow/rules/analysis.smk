@@ -44,3 +44,23 @@ rule domain_shift_figure:
         labels=STUDY.domain_shift_labels(),
     script:
         "../scripts/make_domain_shift_figure.py"
+
+
+# P8.1's slice-wise detection (P8.1-Fig6) and lesion-size analysis (P8.1-Fig4) on the rows of report.p81.table.
+rule p81_analysis:
+    input:
+        recon=[e["recon"] for e in STUDY.p81_entries()],
+        volumes=sorted({e["volumes"] for e in STUDY.p81_entries()}),
+        metrics=[e["metrics"] for e in STUDY.p81_entries()],
+    output:
+        table=paths.P81_TABLE,
+        slicewise=paths.fill(paths.P81_FIGURE, kind="slicewise"),
+        size=paths.fill(paths.P81_FIGURE, kind="lesion_size"),
+    log:
+        "logs/p81_analysis.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        entries=STUDY.p81_entries(),
+    script:
+        "../scripts/p81_analysis.py"

@@ -3,6 +3,7 @@
 import torch
 
 from brainuad.data.pack import fold_volumes
+from brainuad.models import model_class
 from brainuad.training import TrainSettings, fit
 from brainuad.utils import log_to
 
@@ -10,7 +11,8 @@ log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)  # the rule's threads (CPU runs: jobs in parallel, not oversubscribed)
 train, val = fold_volumes(snakemake.input.volumes, snakemake.input.splits, snakemake.wildcards.fold)
 hparams = dict(snakemake.params.hparams)
-hparams.setdefault("image_size", list(train.shape[-2:]))
+# slice models get (H, W), volume models (D, H, W) of the packed volumes (N, D, H, W)
+hparams.setdefault("image_size", list(train.shape[-model_class(snakemake.params.arch).input_dims:]))
 if "encoder" in snakemake.input.keys():  # SSL-pretrained cDDPM encoder from the pretrain_encoder rule
     hparams["pretrained_encoder"] = str(snakemake.input.encoder)
 result = fit(snakemake.params.arch, hparams, train, val, TrainSettings(**snakemake.params.settings),

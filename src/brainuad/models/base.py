@@ -50,6 +50,10 @@ class Trainable(Protocol):
     random_device : {"model", "cpu"}
         Device of the generator the loop passes to :meth:`loss`: the model's device, or the CPU
         (for objectives that draw their randomness on the CPU before moving it to the model).
+
+    A model may also declare ``accepts_target = True`` when its ``loss`` takes a keyword ``target`` (the
+    un-erased batch): only such models can be trained with spatial erasing (``TrainSettings.erasing``,
+    :mod:`brainuad.training.erasing`), which corrupts the input and keeps the clean batch as the target.
     """
 
     input_dims: int

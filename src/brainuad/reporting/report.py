@@ -150,6 +150,10 @@ def figure_page(image: str | Path, captions: dict, *, tables: dict, qualitative:
                 captions["domain_shift"])
     if name == "mhd":
         return "Multi-sample scores (Figure 4.5 analogue)", image, captions["mhd"]
+    if name == "p81_slicewise":
+        return "Slice-wise anomaly detection (P8.1-Fig6 analogue)", image, captions["p81_slicewise"]
+    if name == "p81_lesion_size":
+        return "Subject-wise Dice against lesion size (P8.1-Fig4 analogue)", image, captions["p81_lesion_size"]
     if name.startswith("sweep_"):
         sweep = sweeps[name[len("sweep_"):]]
         return sweep.get("title", name), image, sweep_caption(name[len("sweep_"):], sweep, captions)

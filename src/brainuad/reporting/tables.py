@@ -59,16 +59,21 @@ def row_label(row: dict, models: dict) -> str:
     return row.get("label") or models[row["model"]].get("label", row["model"])
 
 
-def fold_value(metrics_tsv: str | Path, threshold_json: str | Path, metric: str) -> float:
-    """One fold's value of ``metric``: nanmean over test subjects, or the pooled value."""
-    if metric in POOLED:
-        return float(json.loads(Path(threshold_json).read_text()).get("pooled", {}).get(metric, math.nan))
+def subject_values(metrics_tsv: str | Path, metric: str) -> np.ndarray:
+    """Per-subject values of ``metric`` on the test subjects of one fold (NaN where undefined)."""
     df = pd.read_csv(metrics_tsv, sep="\t")
     if "split" in df.columns:
         df = df[df["split"] == "test"]
     if metric not in df.columns:
-        return math.nan
-    values = pd.to_numeric(df[metric], errors="coerce").to_numpy(dtype=float)
+        return np.full(len(df), math.nan)
+    return pd.to_numeric(df[metric], errors="coerce").to_numpy(dtype=float)
+
+
+def fold_value(metrics_tsv: str | Path, threshold_json: str | Path, metric: str) -> float:
+    """One fold's value of ``metric``: nanmean over test subjects, or the pooled value."""
+    if metric in POOLED:
+        return float(json.loads(Path(threshold_json).read_text()).get("pooled", {}).get(metric, math.nan))
+    values = subject_values(metrics_tsv, metric)
     return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
 
 
@@ -85,7 +90,15 @@ def aggregate(spec: dict, eval_dir, folds, models: dict, datasets: dict, default
     folds : list of int
     models, datasets : dict
         The config sections (for labels).
+
+    The spec's optional ``spread`` says what the ± of a cell is: ``"folds"`` (default) the sample std
+    (ddof = 1) of the fold values; ``"subjects"`` (P8.1's DICE_S "mu ± sigma") the sample std of the
+    per-subject values of all test subjects of all folds, for per-subject metrics (pooled metrics keep
+    the fold spread). ``n_spread`` is the number of values behind the std (``n_folds`` with ``"folds"``).
     """
+    spread = spec.get("spread", "folds")
+    if spread not in ("folds", "subjects"):
+        raise ValueError(f"table spread must be 'folds' or 'subjects', got {spread!r}")
     lines = []
     for row in spec["rows"]:
         row = table_row(row, default_run)
@@ -99,6 +112,11 @@ def aggregate(spec: dict, eval_dir, folds, models: dict, datasets: dict, default
                     vals.append(fold_value(d / "metrics.tsv", d / "threshold.json", metric))
                 arr = np.asarray(vals, dtype=float)
                 finite = arr[np.isfinite(arr)]
+                std_of = finite
+                if spread == "subjects" and metric not in POOLED:
+                    subj = np.concatenate([subject_values(Path(eval_dir(model, run, f, ds, scoring)) / "metrics.tsv",
+                                                          metric) for f in folds])
+                    std_of = subj[np.isfinite(subj)]
                 note = ""
                 if metric in OPTIONAL and not finite.size:
                     d = Path(eval_dir(model, run, folds[0], ds, scoring))
@@ -107,8 +125,9 @@ def aggregate(spec: dict, eval_dir, folds, models: dict, datasets: dict, default
                     "row": label, "model": model, "run": run, "scoring": scoring, "dataset": ds,
                     "dataset_label": datasets[ds].get("label", ds), "metric": metric,
                     "mean": float(finite.mean()) if finite.size else math.nan,
-                    "std": float(finite.std(ddof=1)) if finite.size > 1 else (0.0 if finite.size else math.nan),
-                    "n_folds": int(finite.size), "fold_values": ";".join(f"{v:.6g}" for v in arr),
+                    "std": float(std_of.std(ddof=1)) if std_of.size > 1 else (0.0 if std_of.size else math.nan),
+                    "n_folds": int(finite.size), "n_spread": int(std_of.size) if finite.size else 0,
+                    "fold_values": ";".join(f"{v:.6g}" for v in arr),
                     "note": note,
                 })
     return pd.DataFrame(lines)
@@ -176,7 +195,8 @@ def wide(long: pd.DataFrame, best: bool = True, ci: bool = False) -> pd.DataFram
         key = f"{r['dataset_label']} · {METRICS.get(r['metric'], (r['metric'],))[0]}"
         if key not in order:
             order.append(key)
-        cols.setdefault(key, {})[r["row"]] = (r["mean"], r["std"], r["n_folds"], r["metric"],
+        n_spread = r["n_spread"] if "n_spread" in r and pd.notna(r["n_spread"]) else r["n_folds"]
+        cols.setdefault(key, {})[r["row"]] = (r["mean"], r["std"], n_spread, r["metric"],
                                               r.get("note", "") if isinstance(r.get("note", ""), str) else "",
                                               r.get("mark", "") if isinstance(r.get("mark", ""), str) else "",
                                               _float(r.get("ci_low")), _float(r.get("ci_high")))

@@ -28,6 +28,7 @@ import torch
 from ..accel import amp_enabled, autocast, compile_forward, network_of, to_channels_last, to_device
 from ..models import INIT_ONLY, build
 from .augment import from_config as augment_from_config
+from .erasing import from_config as erasing_from_config
 
 
 @dataclass
@@ -80,6 +81,11 @@ class TrainSettings:
         state save and the end), so the GPU never waits for the host within those steps. The logged
         values are the same; a non-finite loss is reported at the next read-back. Does not change any
         number.
+    erasing : dict or None
+        Spatial erasing of the training *inputs* (:mod:`brainuad.training.erasing`, P8.1): None = off;
+        otherwise the :class:`~brainuad.training.erasing.Eraser` fields, e.g. ``{"mode": "patch",
+        "fill": "sample", "p": 0.5}``. Slices or volumes; the model must accept ``loss(..., target=)``
+        (it is trained to reconstruct the un-erased batch). Draws from the batch-sampling generator.
     """
 
     max_steps: int = 1000
@@ -95,6 +101,7 @@ class TrainSettings:
     amp: bool = True
     grad_clip: float = 0.0
     augment: dict | None = None
+    erasing: dict | None = None
     channels_last: bool = False
     compile: bool | str = False
     data_on_device: bool = True
@@ -336,6 +343,9 @@ def fit(
         raise ValueError(f"settings.augment is implemented for 2D slice models only; {arch!r} takes 3D volumes")
     if input_dims == 2:
         to_channels_last(model, settings.channels_last)
+    eraser = erasing_from_config(settings.erasing)
+    if eraser is not None and not getattr(model, "accepts_target", False):
+        raise ValueError(f"settings.erasing needs a model whose loss takes the un-erased target; {arch!r} does not")
     opt = _optimizer(settings, model.parameters())
     use_amp = amp_enabled(settings.amp, dev)
     sample_gen = torch.Generator().manual_seed(settings.seed + 1)
@@ -361,7 +371,7 @@ def fit(
                       "best_step": best_step, "best_state": best_state, "log": log_rows}, state_path)
 
     # the data: on the device once for the whole job, or CPU batches copied through pinned memory
-    on_device = settings.data_on_device and augmenter is None
+    on_device = settings.data_on_device and augmenter is None and eraser is None  # both draw on the CPU
     train_data = torch.from_numpy(np.ascontiguousarray(train_volumes)).to(dev) if on_device else train_volumes
     val_data = torch.from_numpy(np.ascontiguousarray(val_volumes)).to(dev) if settings.data_on_device else val_volumes
     compile_forward(network_of(model), settings.compile)
@@ -388,9 +398,14 @@ def fit(
             batch = sample_batch(train_data, input_dims, settings.batch_size, sample_gen)
             if augmenter is not None:
                 batch = augmenter(batch, sample_gen)
+            erased = eraser(batch, sample_gen) if eraser is not None else None  # input only, on the CPU batch
             batch = _layout(to_device(batch, dev), settings, model)
             with autocast(dev, use_amp):
-                loss = model.loss(batch, generator=model_gen)
+                if erased is None:
+                    loss = model.loss(batch, generator=model_gen)
+                else:
+                    loss = model.loss(_layout(to_device(erased, dev), settings, model), generator=model_gen,
+                                      target=batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if settings.grad_clip > 0:
