@@ -28,7 +28,7 @@ def _one(job):
     stem = raw.name.replace(".nii.gz", "")
     start = time.perf_counter()
     qc = preprocess_subject(raw, out_dir / f"{stem}_img.nii.gz", out_dir / f"{stem}_mask.nii.gz",
-                            out_dir / f"{stem}_seg.nii.gz", options=options)
+                            out_dir / f"{stem}_seg.nii.gz", options=options, tmpdir=out_dir)
     similarity = abs(qc["registration_correlation_after_n4"])
     return stem, similarity, qc["brain_volume_ml"], time.perf_counter() - start
 
