@@ -220,7 +220,7 @@ def test_planned_model_and_figure_files():
     s = study()
     models = s.all_model_files()
     assert models == sorted(f"results/models/healthy_t2/{m}/default/fold-{f}/model.pt"
-                            for m in ("ae", "vae", "anoddpm", "cddpm_ssl") for f in (0, 1))
+                            for m in ("ae", "vae", "anoddpm", "cddpm_ssl", "vae3d") for f in (0, 1))
     assert s.train_logs() == [f.replace("model.pt", "train_log.tsv") for f in models]
     assert s.domain_shift_files("npz") == ["results/analysis/domain_shift/healthy_t2/anoddpm/default/fold-0.npz"]
     assert s.mhd_figure_inputs()["threshold"] == "results/eval/healthy_t2/vae/default/fold-0/tumour_t2/mhd_full/threshold.json"
@@ -254,7 +254,7 @@ def test_data_and_report_inputs():
     assert list(report) == ["tables", "figures", "sweeps", "qc_tables", "qc_exclusions", "qc_figures", "inference",
                             "captions", "claims", "published"]
     assert {Path(c).name for c in report["captions"]} >= {"table.rst", "qualitative.rst"}  # a caption edit reruns it
-    assert report["tables"] == [f"results/tables/{t}.tsv" for t in ("segmentation", "reconstruction", "diffusion")]
+    assert report["tables"] == [f"results/tables/{t}.tsv" for t in ("segmentation", "reconstruction", "diffusion", "volumes")]
     assert report["inference"] == ["results/tables/inference_time.tsv"]
     assert report["qc_exclusions"][0] == "results/qc/healthy_t2/exclusions.tsv"
 

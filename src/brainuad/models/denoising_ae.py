@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from monai.networks.nets.basic_unet import Down, TwoConv, UpCat
 
 from . import register
 from .diffusion.unet import num_groups
@@ -84,6 +83,9 @@ class DenoisingAE(torch.nn.Module):
         channels = [int(c) for c in channels]
         norm = ("group", {"num_groups": num_groups(min(channels))})
         act = ("LeakyReLU", {"negative_slope": 0.1, "inplace": True})
+        # imported here: importing any MONAI module loads all of MONAI (~5 s), which only a DAE job should pay
+        from monai.networks.nets.basic_unet import Down, TwoConv, UpCat
+
         self.inp = TwoConv(2, 1, channels[0], act, norm, True)
         self.down = torch.nn.ModuleList(Down(2, a, b, act, norm, True) for a, b in zip(channels[:-1], channels[1:]))
         self.up = torch.nn.ModuleList(UpCat(2, b, a, a, act, norm, True) for a, b in zip(channels[:-1], channels[1:]))
