@@ -165,7 +165,7 @@ def test_new_scoring_schedules_only_scoring_and_downstream(smoke_run, tmp_path):
 
     counts = job_counts(snakemake(workdir, "-n", "all_tables", config=_variant(tmp_path, change)).stdout)
     assert counts.get("score") == 4 and counts.get("evaluate") == 4, counts  # 2 datasets x 2 folds
-    allowed = {"score", "evaluate", "table", "qualitative_figure", "report", "all_tables"}
+    allowed = {"score", "evaluate", "table_stats", "table", "qualitative_figure", "report", "all_tables"}
     assert set(counts) <= allowed, sorted(set(counts) - allowed)
 
 
