@@ -146,3 +146,28 @@ def check_model(model) -> None:
                 raise TypeError(f"{name} ({proto.__name__}) does not declare {member}")
     if model.trainable and model.random_device not in RANDOM_DEVICES:
         raise TypeError(f"{name}.random_device must be one of {RANDOM_DEVICES}, got {model.random_device!r}")
+
+
+def posterior_reconstructions(decode, mu: torch.Tensor, logvar: torch.Tensor, samples: int,
+                              generator: torch.Generator | None = None) -> torch.Tensor:
+    """Reconstructions of a Gaussian-posterior model: the posterior mean, then ``samples - 1`` draws.
+
+    Parameters
+    ----------
+    decode : callable
+        Latent tensor of ``mu``'s shape -> reconstruction (B, 1, ...).
+    mu, logvar : Tensor
+        Posterior mean and log-variance, same shape.
+    samples : int
+        Number of reconstructions; the first decodes ``mu``, the others z = mu + eps * exp(logvar / 2) with
+        eps ~ N(0, 1) drawn from ``generator`` in order (for the multi-sample scores).
+
+    Returns
+    -------
+    Tensor (samples, B, 1, ...)
+    """
+    outs = [decode(mu)]
+    for _ in range(samples - 1):
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        outs.append(decode(mu + eps * (0.5 * logvar).exp()))
+    return torch.stack(outs)

@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register
+from .base import posterior_reconstructions
 from .spatial_vae import _down, _up
 
 
@@ -113,8 +114,4 @@ class SliceSequenceVAE(nn.Module):
     def reconstruct(self, x, mask=None, *, noise_level=None, samples=1, generator=None) -> torch.Tensor:
         """(B, 1, D, H, W) -> (samples, B, 1, D, H, W); the first decodes the posterior means."""
         mu, logvar = self.posterior(x)
-        outs = [self.decode(mu)]
-        for _ in range(samples - 1):
-            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-            outs.append(self.decode(mu + eps * (0.5 * logvar).exp()))
-        return torch.stack(outs)
+        return posterior_reconstructions(self.decode, mu, logvar, samples, generator)

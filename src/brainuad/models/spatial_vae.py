@@ -33,6 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register
+from .base import posterior_reconstructions
 
 _OPS = {
     2: (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d),
@@ -153,11 +154,7 @@ class SpatialVAE(nn.Module):
         ``generator`` (for multi-sample scores).
         """
         mu, logvar = self.posterior(x)
-        outs = [self.decode(mu)]
-        for _ in range(samples - 1):
-            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-            outs.append(self.decode(mu + eps * (0.5 * logvar).exp()))
-        return torch.stack(outs)
+        return posterior_reconstructions(self.decode, mu, logvar, samples, generator)
 
 
 @register("vae2d_p81")
