@@ -194,22 +194,12 @@ def test_model_without_target_refuses_erasing(tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["multi", "half"])
-def test_erased_3d_training_resumes_bit_identically(tmp_path, mode):
+def test_erased_3d_training_resumes_bit_identically(tmp_path, mode, resumed_equals_uninterrupted):
     vols = _vols(seed=2)
     settings = TrainSettings(max_steps=6, batch_size=2, lr=1e-3, val_every=3, seed=4, checkpoint_every_s=1e9,
                              erasing={"mode": mode, "fill": "sample", "p": 0.5})
     kw = dict(progress=False, device="cpu")
-    ref = fit("vae3d", HP3, vols[:3], vols[3:], settings, out_model=tmp_path / "a/m.pt", out_log=tmp_path / "a/l.tsv",
-              workdir=tmp_path / "a/w", **kw)
-    part = fit("vae3d", HP3, vols[:3], vols[3:], settings, out_model=tmp_path / "b/m.pt", out_log=tmp_path / "b/l.tsv",
-               workdir=tmp_path / "b/w", stop_after_steps=2, **kw)
-    assert part["status"] == "interrupted"
-    done = fit("vae3d", HP3, vols[:3], vols[3:], settings, out_model=tmp_path / "b/m.pt", out_log=tmp_path / "b/l.tsv",
-               workdir=tmp_path / "b/w", **kw)
-    assert done == ref
-    a = torch.load(tmp_path / "a/m.pt", weights_only=False)["state_dict"]
-    b = torch.load(tmp_path / "b/m.pt", weights_only=False)["state_dict"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    a = resumed_equals_uninterrupted("vae3d", HP3, vols[:3], vols[3:], settings)
     # erasing changes the training: same seed without erasing gives other weights
     plain = TrainSettings(**{**settings.__dict__, "erasing": None})
     fit("vae3d", HP3, vols[:3], vols[3:], plain, out_model=tmp_path / "c/m.pt", out_log=tmp_path / "c/l.tsv",
