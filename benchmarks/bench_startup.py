@@ -44,7 +44,7 @@ from pathlib import Path
 # PythonScript.generate_preamble); unpickling the snakemake object needs snakemake.io as well.
 PREAMBLE = "import pickle\nfrom snakemake.logging import logger\nfrom snakemake.iocontainers import Snakemake\n"
 
-RULE_RE = re.compile(r"^rule\s+(\w+)\s*:", re.M)
+RULE_RE = re.compile(r"^\s*rule\s+(\w+)\s*:", re.M)  # indented: rules inside an if (jobs.reconstruct)
 SCRIPT_RE = re.compile(r"^\s+script:\s*\n?\s*[\"']([^\"']+)[\"']", re.M)
 
 

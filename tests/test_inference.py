@@ -62,3 +62,47 @@ def test_inference_model_builds_learning_free_models_or_loads_checkpoints(tmp_pa
     torch.save({"arch": "ae", "hparams": AE_HP, "state_dict": ae.state_dict()}, tmp_path / "m.pt")
     loaded = inference_model(tmp_path / "m.pt", "ignored", {}, torch.device("cpu"))
     assert not loaded.training and all(torch.equal(v, ae.state_dict()[k]) for k, v in loaded.state_dict().items())
+
+
+def _pack(path, subjects, seed):
+    rng = np.random.default_rng(seed)
+    images = rng.random((len(subjects), 3, 8, 8)).astype(np.float16)
+    np.savez(path, images=images, masks=(images > 0.2).astype(np.uint8), subjects=np.asarray(subjects))
+    return str(path)
+
+
+def test_reconstruct_jobs_in_one_process_equal_one_job_each(tmp_path):
+    """config jobs.reconstruct per_model: one call for two folds x two datasets writes the same files as one
+    call per (fold, dataset) -- each fold's own weights, each dataset's own subjects, the fold's seed."""
+    import json
+
+    from brainuad.inference import reconstruct_jobs
+
+    weights = {}
+    for fold in (0, 1):
+        torch.manual_seed(fold)
+        ae = build("vae", **AE_HP)  # a VAE: its posterior samples depend on the seed
+        weights[fold] = tmp_path / f"m{fold}.pt"
+        torch.save({"arch": "vae", "hparams": AE_HP, "state_dict": ae.state_dict()}, weights[fold])
+    healthy = _pack(tmp_path / "h.npz", ["a", "b", "c", "d"], 0)
+    tumour = _pack(tmp_path / "t.npz", ["x", "y", "z"], 1)
+    (tmp_path / "hs.json").write_text(json.dumps({"folds": [{"val": ["a"]}, {"val": ["b"]}], "test": ["c", "d"]}))
+    (tmp_path / "ts.json").write_text(json.dumps({"val": ["x"], "test": ["y", "z"]}))
+    pairs = [(fold, ds) for fold in (0, 1) for ds in ("h", "t")]
+
+    def job(fold, ds, out):
+        return {"fold": fold, "role": "healthy" if ds == "h" else "pathology", "model_file": str(weights[fold]),
+                "volumes": healthy if ds == "h" else tumour, "splits": str(tmp_path / f"{ds}s.json"),
+                "output": str(tmp_path / out)}
+
+    kwargs = dict(arch="vae", hparams=AE_HP, settings={"samples": 3, "batch_size": 2}, seed=5, device="cpu")
+    reconstruct_jobs([job(f, ds, f"all-{f}-{ds}.npz") for f, ds in pairs], **kwargs)
+    for fold, ds in reversed(pairs):  # alone, in another order
+        reconstruct_jobs([job(fold, ds, f"one-{fold}-{ds}.npz")], **kwargs)
+    for fold, ds in pairs:
+        with np.load(tmp_path / f"all-{fold}-{ds}.npz") as a, np.load(tmp_path / f"one-{fold}-{ds}.npz") as b:
+            assert a["recons"].shape[0] == 3  # subjects (val + test)
+            np.testing.assert_array_equal(a["recons"], b["recons"])
+            assert a["subjects"].tolist() == ({0: ["a"], 1: ["b"]}[fold] + ["c", "d"] if ds == "h" else ["x", "y", "z"])
+    with np.load(tmp_path / "all-0-h.npz") as a, np.load(tmp_path / "all-1-h.npz") as b:
+        assert not np.array_equal(a["recons"][1:], b["recons"][1:])  # the test subjects through other weights

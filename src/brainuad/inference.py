@@ -207,3 +207,50 @@ def save_outputs(path: str | Path, run: TimedOutput, val: list, test: list, samp
              split=np.asarray(["val"] * len(val) + ["test"] * len(test)),
              seconds_per_volume=np.float64(run.seconds_per_volume), samples=np.int64(samples),
              hardware=np.asarray(run.hardware))
+
+
+def reconstruct_jobs(jobs: list[dict], *, arch: str, hparams: dict, settings: dict, seed: int,
+                     device: torch.device | str, log=None) -> None:
+    """Reconstruct (or map) the evaluation volumes of one or more (fold, dataset) pairs of one model and
+    write one ``results/recon/...npz`` per pair (:func:`save_outputs`).
+
+    One process runs them all (config ``jobs.reconstruct: per_model``), so the interpreter, torch and the
+    model code are loaded once; each fold's weights and each dataset's pack are loaded once. Every pair gets
+    exactly what a job of its own would compute: the same subjects, settings and seed (``seed + fold``).
+
+    Parameters
+    ----------
+    jobs : list of dict
+        ``{"fold", "role", "model_file" (None: learning-free), "volumes", "splits", "output"}`` per pair.
+    arch, hparams, settings
+        Registry name, hyper-parameters and reconstruct settings of the model (the rule's params).
+    seed : int
+        The run's seed; a pair draws its noise from ``seed + fold``.
+    device : torch.device or str
+    log : logging.Logger, optional
+    """
+    from .data.pack import load_pack, subject_index
+    from .utils import read_json
+
+    device = torch.device(device)
+    models, packs = {}, {}
+    for job in jobs:
+        fold = int(job["fold"])
+        if fold not in models:
+            models = {fold: set_attributes(
+                inference_model(job["model_file"], arch, hparams, device,
+                                channels_last=settings.get("channels_last", False), compile=settings.get("compile", False)),
+                settings.get("attributes"), f"model {arch!r}")}  # one fold's weights in memory at a time
+        if job["volumes"] not in packs:
+            packs[job["volumes"]] = load_pack(job["volumes"])
+        pack = packs[job["volumes"]]
+        val, test = evaluation_subjects(read_json(job["splits"]), job["role"], fold)
+        idx = subject_index(pack, val + test)
+        run = timed_run_model(models[fold], pack["images"][idx], pack["masks"][idx], samples=settings["samples"],
+                              noise_level=settings.get("noise_level"), batch_size=settings["batch_size"],
+                              seed=seed + fold, device=device, amp=settings.get("amp", False),
+                              memory_mb=settings.get("memory_mb", 0))
+        save_outputs(job["output"], run, val, test, settings["samples"])
+        if log:
+            log.info("%s: %s %s for %d subjects on %s: %.3f s per volume", job["output"], run.key, run.output.shape,
+                     len(val) + len(test), run.hardware, run.seconds_per_volume)

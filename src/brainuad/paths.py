@@ -6,6 +6,7 @@ Every pattern is a Snakemake wildcard pattern (``{name}`` fields); the rules use
 
 from __future__ import annotations
 
+import re
 import string
 
 #: the key of one trained model: training set, model, sweep run and fold
@@ -84,6 +85,25 @@ def fill(pattern: str, **values) -> str:
         if field is not None:
             parts.append(str(values[field]) if field in values else f"{{{field}}}")
     return "".join(parts)
+
+
+def parse(pattern: str, path: str) -> dict[str, str] | None:
+    """The field values of ``path`` if it matches ``pattern`` (fields match no ``/``), else None.
+
+    Examples
+    --------
+    >>> parse(RECON, "results/recon/h/ae/default/fold-1/t.npz")
+    {'trainset': 'h', 'model': 'ae', 'run': 'default', 'fold': '1', 'dataset': 't'}
+    >>> parse(RECON, "results/scores/h/ae/default/fold-1/t/l1.npz") is None
+    True
+    """
+    regex = []
+    for text, field, _, _ in string.Formatter().parse(pattern):
+        regex.append(re.escape(text))
+        if field is not None:
+            regex.append(f"(?P<{field}>[^/]+)")
+    found = re.fullmatch("".join(regex), str(path))
+    return found.groupdict() if found else None
 
 
 def trainset_of(dataset: str, datasets: dict) -> str:

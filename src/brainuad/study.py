@@ -601,6 +601,58 @@ class Study:
                                              run=row["run"], fold=fold, dataset=ds) for fold in self.folds]
         return sorted(set(files))
 
+    # ------------------------------------------------------------ job granularity (config `jobs`)
+    def reconstruct_jobs(self) -> str:
+        """``jobs.reconstruct``: ``per_dataset`` (one reconstruct job per trained model and dataset, the
+        default) or ``per_model`` (one job per training set, model and run for all its folds and datasets)."""
+        return (self.config.get("jobs") or {}).get("reconstruct", "per_dataset")
+
+    def recon_files(self) -> list[str]:
+        """Every reconstruct output the run's targets read (tables, sweeps, claims, figures, report)."""
+        files = []
+        for table in self.tables:
+            files += self.table_metric_files(table)
+        for sweep in self.all_sweeps:
+            files += self.sweep_inputs(sweep)
+        for table in self.qualitative:
+            files += self.qualitative_inputs(table)
+        files += self.claims_inputs() + [job["file"] for job in self.inference_time_jobs()]
+        files += [entry["recon"] for entry in self.p81_entries()]
+        files += [self.mhd_figure_inputs().get("recon")]
+        recons = set()
+        for file in filter(None, files):
+            key = paths.parse(paths.METRICS, file) or paths.parse(paths.THRESHOLD, file) or paths.parse(paths.RECON, file)
+            if key:
+                recons.add(paths.fill(paths.RECON, **{k: key[k] for k in ("trainset", "model", "run", "fold", "dataset")}))
+        return sorted(recons)
+
+    @staticmethod
+    def recon_group_rule(trainset: str, model: str, run: str) -> str:
+        """Name of the per-model reconstruct rule (``jobs.reconstruct: per_model``) of one model and run, a
+        Python identifier: ``reconstruct__<trainset>__<model>__<run>`` (``t_test~250`` -> ``t_test_250``)."""
+        return "reconstruct__" + "__".join(re.sub(r"\W", "_", part) for part in (trainset, model, run))
+
+    def recon_groups(self) -> dict[tuple[str, str, str], list[dict]]:
+        """The reconstruct outputs of :meth:`recon_files`, grouped as the ``per_model`` jobs run them.
+
+        Returns
+        -------
+        dict
+            ``(trainset, model, run)`` -> ``[{"fold", "dataset", "output", "model_file", "volumes", "splits",
+            "role"}]`` sorted by fold, then dataset; ``model_file`` is None for a learning-free model.
+        """
+        groups: dict[tuple[str, str, str], list[dict]] = {}
+        for file in self.recon_files():
+            key = paths.parse(paths.RECON, file)
+            fold = int(key["fold"])
+            groups.setdefault((key["trainset"], key["model"], key["run"]), []).append({
+                "fold": fold, "dataset": key["dataset"], "output": file,
+                "model_file": self.model_file(key["trainset"], key["model"], key["run"], fold),
+                "volumes": paths.fill(paths.VOLUMES, dataset=key["dataset"]),
+                "splits": paths.fill(paths.SPLITS, dataset=key["dataset"]),
+                "role": self.datasets[key["dataset"]]["role"]})
+        return {key: sorted(jobs, key=lambda j: (j["fold"], j["dataset"])) for key, jobs in sorted(groups.items())}
+
     # ------------------------------------------------------------ cross-checks
     def check_config(self) -> None:
         """Cross-references the schema cannot express (datasets, sweeps, weights_from, report, tables)."""

@@ -74,7 +74,11 @@ def read_json(path: str | Path):
 
 
 def dry_run_job_counts(output: str) -> dict[str, int]:
-    """Jobs per rule from the first 'Job stats' table that ``snakemake -n`` prints (without the total)."""
+    """Jobs per rule from the first 'Job stats' table that ``snakemake -n`` prints (without the total).
+
+    Rules named ``<rule>__<group>`` (the per-model reconstruct rules of config ``jobs.reconstruct:
+    per_model``) are counted under ``<rule>``.
+    """
     import re
 
     counts, in_table = {}, False
@@ -87,5 +91,6 @@ def dry_run_job_counts(output: str) -> dict[str, int]:
                 break
             m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
             if m:
-                counts[m.group(1)] = int(m.group(2))
+                rule = m.group(1).split("__")[0]
+                counts[rule] = counts.get(rule, 0) + int(m.group(2))
     return counts

@@ -108,7 +108,7 @@ def workflow_rules(rules_dir: Path = RULES) -> list[Rule]:
     rules = []
     for smk in sorted(rules_dir.glob("*.smk")):
         text = smk.read_text()
-        heads = list(re.finditer(r"^(?:rule|checkpoint)\s+(\w+)\s*:", text, re.M))
+        heads = list(re.finditer(r"^\s*(?:rule|checkpoint)\s+(\w+)\s*:", text, re.M))
         for i, head in enumerate(heads):
             block = text[head.end(): heads[i + 1].start() if i + 1 < len(heads) else len(text)]
             conda, script = _directive(block, "conda"), _directive(block, "script")

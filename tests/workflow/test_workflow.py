@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,11 @@ import yaml
 from brainuad.utils import dry_run_job_counts
 
 ROOT = Path(__file__).resolve().parents[2]
-SMOKE = ROOT / "tests" / "smoke" / "config.yaml"
+SMOKE_FILE = ROOT / "tests" / "smoke" / "config.yaml"
+# The smoke config with the demo's job granularity (config/config.yaml: jobs.reconstruct per_model), so the
+# rerun checks below hold for the per-model reconstruct jobs; tests/slurm runs the default (per_dataset).
+SMOKE = Path(tempfile.mkdtemp(prefix="brainuad-smoke-")) / "config.yaml"
+SMOKE.write_text(yaml.safe_dump({**yaml.safe_load(SMOKE_FILE.read_text()), "jobs": {"reconstruct": "per_model"}}))
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 pytestmark = pytest.mark.workflow
@@ -252,3 +257,40 @@ def test_convention_changes_rerun_only_the_affected_stages(smoke_run, tmp_path):
 
     counts = job_counts(snakemake(workdir, "-n", "all_tables", config=_variant(tmp_path, same)).stdout)
     assert set(counts) <= {"report", "all_tables"}, counts
+
+
+def _recon_outputs(out: str) -> list[str]:
+    files = []
+    for line in out.splitlines():
+        if line.strip().startswith("output:"):
+            files += [f.strip() for f in line.split(":", 1)[1].split(",") if "results/recon/" in f]
+    return sorted(files)
+
+
+def test_per_model_reconstruct_jobs_plan_the_per_dataset_files(tmp_path):
+    """config jobs.reconstruct: per_model writes exactly the files of the per-dataset jobs, one job per
+    (trainset, model, run) instead of one per fold and dataset."""
+    per_dataset = snakemake(tmp_path, "-n", "all_tables", config=SMOKE_FILE).stdout
+    per_model = snakemake(tmp_path, "-n", "all_tables").stdout
+    files = _recon_outputs(per_dataset)
+    assert files and _recon_outputs(per_model) == files
+    groups = {tuple(f.split("/")[2:5]) for f in files}  # results/recon/<trainset>/<model>/<run>/fold-F/<dataset>.npz
+    assert len(files) > len(groups)
+    assert job_counts(per_dataset)["reconstruct"] == len(files)
+    assert job_counts(per_model)["reconstruct"] == len(groups)
+    assert len(re.findall(r"^\s*rule reconstruct__healthy_t2__anoddpm_ens__default:", per_model, re.M)) == 1
+
+
+def test_per_model_reconstruct_setting_reruns_only_that_model(smoke_run, tmp_path):
+    """A reconstruct setting of one model reruns that model's one per-model job (both folds) and its
+    scoring onward; no training, no other model's reconstruction."""
+    workdir, _ = smoke_run
+
+    def change(cfg):
+        cfg["models"]["anoddpm_ens"]["reconstruct"]["noise_level"] = [250, 500]
+
+    out = snakemake(workdir, "-n", "all_tables", config=_variant(tmp_path, change)).stdout
+    counts = job_counts(out)
+    assert counts.get("reconstruct") == 1, counts
+    assert _recon_outputs(out) == [f"results/recon/healthy_t2/anoddpm_ens/default/fold-{f}/tumour_t2.npz" for f in (0, 1)]
+    assert not {"train", "pretrain_encoder", "preprocess", "make_phantom", "pack"} & set(counts), counts
