@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 from ..errors import InputDataError
@@ -43,6 +42,8 @@ def pack_dataset(subjects: list[str], nifti_dir: str | Path, out: str | Path, ag
     -------
     dict with the number of subjects and the array shape.
     """
+    import nibabel as nib  # here: the jobs that only load packs (train, reconstruct, evaluate) skip nibabel
+
     nifti_dir = Path(nifti_dir)
     if not subjects:
         raise InputDataError(nifti_dir, "no subject left to pack (every subject was excluded; see the "
