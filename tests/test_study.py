@@ -233,6 +233,37 @@ def test_planned_model_and_figure_files():
     assert not any(f.startswith("results/recon/healthy_t2/thresh/") for f in qual)  # learning-free: no recon
 
 
+def test_model_sweep_on_chosen_folds_plans_only_those_folds():
+    """sweeps.<name>.folds: rows and reference are trained and evaluated on the listed folds only."""
+    def change(cfg):
+        cfg["sweeps"]["latent"]["folds"] = [1]
+
+    s = study(change)
+    assert s.sweep_folds("latent") == [1] and study().sweep_folds("latent") == [0, 1]
+    files = s.sweep_inputs("latent")
+    expected = [f"results/eval/healthy_t2/{model}/{run}/fold-1/tumour_t2/l1/{name}"
+                for model in ("ae", "vae") for run in ("latent~4", "default") for name in ("metrics.tsv", "threshold.json")]
+    assert files == expected
+    # the row latent~4 is planned for training on fold 1 only; the default run keeps both folds (tables use it)
+    recons = s.recon_files()
+    assert "results/recon/healthy_t2/ae/latent~4/fold-1/tumour_t2.npz" in recons
+    assert not any("/latent~4/fold-0/" in f for f in recons)
+    assert "results/recon/healthy_t2/ae/default/fold-0/tumour_t2.npz" in recons
+    assert "does not exist" in config_error(lambda cfg: cfg["sweeps"]["latent"].update(folds=[2]))
+
+
+def test_recon_groups_cover_every_planned_reconstruction_once():
+    s = study()
+    groups = s.recon_groups()
+    outputs = [job["output"] for jobs in groups.values() for job in jobs]
+    assert sorted(outputs) == s.recon_files() and len(set(outputs)) == len(outputs)
+    jobs = groups[("healthy_t2", "anoddpm_ens", "default")]  # weights_from anoddpm; the diffusion table's dataset
+    assert [(j["fold"], j["dataset"]) for j in jobs] == [(0, "tumour_t2"), (1, "tumour_t2")]
+    assert jobs[1]["model_file"] == "results/models/healthy_t2/anoddpm/default/fold-1/model.pt"
+    assert all(j["model_file"] is None for j in groups[("healthy_t2", "thresh", "default")])
+    assert study().recon_group_rule("healthy_t2", "cddpm", "t_test~250") == "reconstruct__healthy_t2__cddpm__t_test_250"
+
+
 # ---------------------------------------------------------------- paths
 def test_path_patterns_filled():
     assert paths.RECON == "results/recon/{trainset}/{model}/{run}/fold-{fold}/{dataset}.npz"

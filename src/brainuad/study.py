@@ -386,13 +386,13 @@ class Study:
                 + [paths.fill(paths.QC_TABLE, dataset=ds) for ds in self.datasets])
 
     # ------------------------------------------------------------ tables and models
-    def eval_files(self, rows: list[dict], datasets: list[str]) -> list[str]:
+    def eval_files(self, rows: list[dict], datasets: list[str], folds: list[int] | None = None) -> list[str]:
         """``metrics.tsv`` and ``threshold.json`` of every row (``model``, ``run``, ``scoring``), dataset
-        and fold, in that nesting order."""
+        and fold (``folds``, default every fold), in that nesting order."""
         files = []
         for row in rows:
             for ds in datasets:
-                for fold in self.folds:
+                for fold in self.folds if folds is None else folds:
                     key = dict(trainset=self.trainset_of(ds), model=row["model"], run=row["run"], fold=fold,
                                dataset=ds, scoring=row["scoring"])
                     files += [paths.fill(paths.METRICS, **key), paths.fill(paths.THRESHOLD, **key)]
@@ -463,10 +463,15 @@ class Study:
             runs = [pt["run"] for pt in self.sweep_points(sweep)] + ([spec["reference"]] if spec.get("reference") else [])
             scoring = row_scoring(spec)
             rows = [{"model": model, "run": run, "scoring": scoring} for model in spec["models"] for run in runs]
-            return self.eval_files(rows, spec["datasets"])
+            return self.eval_files(rows, spec["datasets"], self.sweep_folds(sweep))
         spec = self.scoring_sweeps[sweep]
         ids = self.sweep_ids(sweep) + ([spec["reference"]] if spec.get("reference") else [])
         return self.eval_files([{"model": spec["model"], "run": RUN, "scoring": sid} for sid in ids], spec["datasets"])
+
+    def sweep_folds(self, sweep: str) -> list[int]:
+        """Folds a model sweep's rows and reference run on: ``sweeps.<name>.folds``, default every fold."""
+        spec = self.model_sweeps.get(sweep) or {}
+        return list(spec.get("folds") or self.folds)
 
     def sweep_figures(self) -> list[str]:
         return [paths.fill(paths.SWEEP_FIGURE, sweep=s) for s in self.all_sweeps]
@@ -696,6 +701,10 @@ class Study:
                 raise config_error(f"sweeps.{sname}.reference: only {RUN!r} (the configured model) can be the "
                                    "reference")
             self._check_pathology(f"sweeps.{sname}", spec["datasets"])
+            bad = [f for f in spec.get("folds") or [] if f >= len(self.folds)]
+            if bad:
+                raise config_error(f"sweeps.{sname}.folds: fold {bad[0]} does not exist (splits.folds is "
+                                   f"{len(self.folds)}: folds 0 to {len(self.folds) - 1})")
         self._check_report()
         self._check_claims()
         for tname, table in self.tables.items():

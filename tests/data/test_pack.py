@@ -1,5 +1,6 @@
 import nibabel as nib
 import numpy as np
+import pytest
 
 from brainuad.data.pack import load_pack, pack_dataset, ras_to_dhw, subject_index
 
@@ -49,3 +50,37 @@ def test_fold_volumes_selects_the_folds_subjects(tmp_path):
                                                            {"train": ["b"], "val": ["a", "d"]}]}))
     train, val = fold_volumes(tmp_path / "v.npz", tmp_path / "s.json", "1")
     assert train[:, 0, 0, 0].tolist() == [1.0] and val[:, 0, 0, 0].tolist() == [0.0, 3.0]
+
+
+def test_training_subset_is_seeded_nested_and_sized():
+    """train.fraction (P8.1-Fig5): round(f * N) subjects, the same for the same seed whatever the input
+    order, nested across fractions (10 % in 20 % in 60 % in 100 %), another subset for another seed."""
+    from brainuad.data.pack import training_subset
+
+    subjects = [f"s{i:03d}" for i in range(50)]
+    subsets = {f: training_subset(subjects, f, seed=3) for f in (0.1, 0.2, 0.6, 1.0)}
+    assert {f: len(s) for f, s in subsets.items()} == {0.1: 5, 0.2: 10, 0.6: 30, 1.0: 50}
+    assert subsets[1.0] == subjects
+    assert set(subsets[0.1]) < set(subsets[0.2]) < set(subsets[0.6]) < set(subsets[1.0])
+    assert all(s == sorted(s) for s in subsets.values())  # kept in the given order
+    assert training_subset(subjects, 0.2, seed=3) == subsets[0.2]  # deterministic
+    assert sorted(training_subset(subjects[::-1], 0.2, seed=3)) == subsets[0.2]  # order-free
+    assert training_subset(subjects, 0.2, seed=4) != subsets[0.2]
+    assert training_subset(subjects, 0.001, seed=3) and len(training_subset(subjects, 0.001, seed=3)) == 1
+    with pytest.raises(ValueError, match="train.fraction"):
+        training_subset(subjects, 0.0, seed=3)
+
+
+def test_fold_volumes_with_a_fraction_keeps_the_whole_validation_set(tmp_path):
+    import json
+
+    from brainuad.data.pack import fold_volumes, training_subset
+
+    images = np.arange(10, dtype=np.float16)[:, None, None, None] * np.ones((10, 2, 3, 3), np.float16)
+    names = [f"x{i}" for i in range(10)]
+    np.savez(tmp_path / "v.npz", images=images, subjects=np.asarray(names))
+    (tmp_path / "s.json").write_text(json.dumps({"folds": [{"train": names[:8], "val": names[8:]}]}))
+    train, val = fold_volumes(tmp_path / "v.npz", tmp_path / "s.json", 0, fraction=0.5, seed=1)
+    kept = training_subset(names[:8], 0.5, seed=1)
+    assert train[:, 0, 0, 0].tolist() == [float(names.index(s)) for s in kept] and len(kept) == 4
+    assert val[:, 0, 0, 0].tolist() == [8.0, 9.0]

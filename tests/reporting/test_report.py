@@ -22,7 +22,7 @@ CAPTION_FILES = sorted((Path(__file__).resolve().parents[2] / "workflow" / "repo
 
 @pytest.fixture
 def captions(tmp_path):
-    texts = {"table": "{n_folds} folds;\n  {metrics}; {name}\n", "sweep_model": "M {models} {table} ({settings}) {scoring} {dashed} {name}",
+    texts = {"table": "{n_folds} folds;\n  {metrics}; {name}\n", "sweep_model": "M {models} {table} ({settings}) {scoring} {dashed} {name} {folds}",
              "sweep_scoring": "S {scoring} {param} {values} {model} {dashed} {name}", "qualitative": "Fold {fold}.",
              "training_curves": "Curves.", "qc_flagged": "{n_flagged} of {n_subjects}. {first_shown}Source {dataset}",
              "qc_excluded": "{n_excluded} out. {first_shown}See {dataset}", "qc_slices": "Slices {dataset}."}
@@ -39,7 +39,7 @@ def test_shipped_captions_fill_their_fields():
     caps = read_captions(CAPTION_FILES)
     fields = {"table": dict(n_folds=3, metrics="dice", name="main"), "inference_time": dict(reference="AE"),
               "qualitative": dict(fold=0), "sweep_model": dict(models="a", table="t", settings="x -> y", scoring="l1",
-                                                                dashed="d", name="sweep_s"),
+                                                                dashed="d", name="sweep_s", folds="fold 0"),
               "sweep_scoring": dict(scoring="ssim", param="sigma", values=[1], model="a", dashed="d", name="sweep_s"),
               "qc_flagged": dict(n_flagged=1, n_subjects=2, first_shown="", dataset="h"),
               "qc_excluded": dict(n_excluded=1, first_shown="", dataset="h"), "qc_slices": dict(dataset="h"),
@@ -68,8 +68,10 @@ def test_result_table_note(tmp_path, captions):
 
 def test_sweep_and_figure_captions(captions):
     model = {"models": ["a", "b"], "table": "t.tsv", "set": {"x": "s.k", "y": "s.j"}, "reference": "default"}
-    assert sweep_caption("m", model, captions) == "M a, b t.tsv (x -> s.k, y -> s.j) l1 the configured model sweep_m"
-    assert sweep_caption("m", {**model, "reference": None}, captions).endswith("l1 no reference sweep_m")
+    assert sweep_caption("m", model, captions) == "M a, b t.tsv (x -> s.k, y -> s.j) l1 the configured model sweep_m folds"
+    assert sweep_caption("m", {**model, "reference": None}, captions).endswith("l1 no reference sweep_m folds")
+    assert sweep_caption("m", {**model, "folds": [0]}, captions).endswith("sweep_m fold 0")  # sweeps.<name>.folds
+    assert sweep_caption("m", {**model, "folds": [0, 2]}, captions).endswith("sweep_m folds 0, 2")
     scoring = {"scoring": "ssim", "param": "sigma", "values": [0.5, 1], "model": "a"}
     assert sweep_caption("s", scoring, captions) == "S ssim sigma [0.5, 1] a no reference sweep_s"
     kw = dict(tables={"main": {"title": "Main"}}, qualitative={"main": {"fold": 2}}, sweeps={"s": {**scoring, "title": "T"}})

@@ -146,7 +146,7 @@ rule sweep_figure:
         points=sweep_points,
         models=canon(MODELS),
         datasets=canon(DATASETS),
-        folds=FOLDS,
+        folds=lambda wc: STUDY.sweep_folds(wc.sweep),
         run=RUN,
     script:
         "../scripts/make_sweep_figure.py"

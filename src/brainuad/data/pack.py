@@ -96,8 +96,44 @@ def subject_index(pack: dict, subjects) -> np.ndarray:
     return np.asarray([lookup[s] for s in subjects], dtype=int)
 
 
-def fold_volumes(volumes_path: str | Path, splits_path: str | Path, fold: int) -> tuple[np.ndarray, np.ndarray]:
-    """Healthy training and validation images (N, D, H, W) of one cross-validation fold."""
+def training_subset(subjects, fraction: float, seed: int) -> list[str]:
+    """A seeded subset of ``round(fraction * N)`` (at least 1) of the N training subjects (``train.fraction``,
+    the training-set size study of P8.1-Fig5).
+
+    One seeded permutation of the subjects (sorted first, so the input order does not matter) is cut at
+    the requested size, so the subsets of one seed are nested: the 10 % subset lies inside the 20 % one,
+    which lies inside the 60 % one, and 1.0 keeps every subject.
+
+    Parameters
+    ----------
+    subjects : sequence of str
+        The fold's training subjects.
+    fraction : float
+        In (0, 1].
+    seed : int
+        The fold's seed (config ``seed`` + fold): every model of a fold gets the same subset.
+
+    Returns
+    -------
+    list of str
+        The kept subjects, in the order given.
+    """
+    subjects = list(subjects)
+    if not 0 < fraction <= 1:
+        raise ValueError(f"train.fraction must be in (0, 1], got {fraction}")
+    if fraction == 1:
+        return subjects
+    order = np.random.default_rng(seed).permutation(len(subjects))
+    ranked = sorted(subjects)
+    keep = {ranked[i] for i in order[:max(1, int(round(fraction * len(subjects))))]}
+    return [s for s in subjects if s in keep]
+
+
+def fold_volumes(volumes_path: str | Path, splits_path: str | Path, fold: int, *, fraction: float = 1.0,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Healthy training and validation images (N, D, H, W) of one cross-validation fold; ``fraction`` < 1
+    keeps the seeded subset :func:`training_subset` of the training subjects (validation stays whole)."""
     pack = load_pack(volumes_path)
     split = read_json(splits_path)["folds"][int(fold)]
-    return pack["images"][subject_index(pack, split["train"])], pack["images"][subject_index(pack, split["val"])]
+    train = training_subset(split["train"], fraction, seed)
+    return pack["images"][subject_index(pack, train)], pack["images"][subject_index(pack, split["val"])]

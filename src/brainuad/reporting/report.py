@@ -128,7 +128,9 @@ def sweep_caption(name: str, sweep: dict, captions: dict) -> str:
         return captions["sweep_model"].format(
             models=", ".join(sweep["models"]), table=sweep["table"],
             settings=", ".join(f"{c} -> {k}" for c, k in sweep["set"].items()), scoring=row_scoring(sweep),
-            dashed=dashed, name=f"sweep_{name}")
+            dashed=dashed, name=f"sweep_{name}",
+            folds=f"fold{'s' if len(sweep['folds']) > 1 else ''} {', '.join(map(str, sweep['folds']))}"
+            if sweep.get("folds") else "folds")
     return captions["sweep_scoring"].format(scoring=sweep["scoring"], param=sweep["param"], values=sweep["values"],
                                             model=sweep["model"], dashed=sweep.get("reference", "no reference"),
                                             name=f"sweep_{name}")
