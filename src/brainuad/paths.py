@@ -62,7 +62,7 @@ DOMAIN_SHIFT_FIGURE = "results/figures/domain_shift.png"
 QUALITATIVE_FIGURE = "results/figures/qualitative_{table}.png"
 TRAINING_CURVES = "results/figures/training_curves.png"
 MHD_FIGURE = "results/figures/mhd.png"
-#: P8.1 analyses of report.p81 (slice-wise detection table; figures: slicewise, lesion_size)
+#: P8.1 analyses of report.p81 (slice-wise detection table; figures: slicewise, lesion_size, l1 = Figure 4.1 bars)
 P81_TABLE = "results/tables/p81_slicewise.tsv"
 P81_FIGURE = "results/figures/p81_{kind}.png"
 REPORT = "results/report/benchmark.pdf"

@@ -548,7 +548,7 @@ class Study:
         if self.config["report"].get("domain_shift"):
             figs.append(paths.DOMAIN_SHIFT_FIGURE)
         if self.config["report"].get("p81"):
-            figs += [paths.fill(paths.P81_FIGURE, kind=k) for k in ("slicewise", "lesion_size")]
+            figs += [paths.fill(paths.P81_FIGURE, kind=k) for k in ("slicewise", "lesion_size", "l1")]
         return figs + self.sweep_figures()
 
     def report_inputs(self) -> dict[str, list[str]]:

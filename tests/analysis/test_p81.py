@@ -73,14 +73,37 @@ def test_run_p81_analysis_pools_the_test_slices_of_every_dataset(tmp_path):
         np.savez(tmp_path / f"{name}_rec.npz", recons=recons[:, order], subjects=subjects[order],
                  split=np.array(["val", "test", "test"]))
         pd.DataFrame({"subject": subjects[order], "split": ["val", "test", "test"], "dice": [0.9, 0.2, 0.4],
-                      "lesion_voxels": [1, 10, 20]}).to_csv(tmp_path / f"{name}.tsv", sep="\t", index=False)
+                      "lesion_voxels": [1, 10, 20], "l1_healthy": [9.0, 0.01, 0.03] if name == "a" else [9.0, 0.02, np.nan],
+                      "l1_lesion": [9.0, 0.2, 0.4] if name == "a" else [9.0, 0.3, 0.5]}
+                     ).to_csv(tmp_path / f"{name}.tsv", sep="\t", index=False)
         entries.append({"label": "M", "dataset": name, "recon": tmp_path / f"{name}_rec.npz",
                         "volumes": tmp_path / f"{name}_vol.npz", "metrics": tmp_path / f"{name}.tsv"})
         lab, sc = slice_scores(imgs[[0, 1]], recons[0, [0, 1]], segs[[0, 1]], masks[[0, 1]])
         all_l.append(lab), all_s.append(sc)
-    run_p81_analysis(entries, table=tmp_path / "t.tsv", slicewise_png=tmp_path / "s.png", size_png=tmp_path / "z.png")
+    run_p81_analysis(entries, table=tmp_path / "t.tsv", slicewise_png=tmp_path / "s.png", size_png=tmp_path / "z.png",
+                     l1_png=tmp_path / "l1.png")
     out = pd.read_csv(tmp_path / "t.tsv", sep="\t")
+    # Figure 4.1 numbers: the test subjects of both datasets (the val subject's 9.0 left out, NaN skipped)
+    assert out["l1_healthy"].iloc[0] == pytest.approx((0.01 + 0.03 + 0.02) / 3)
+    assert out["l1_lesion"].iloc[0] == pytest.approx((0.2 + 0.4 + 0.3 + 0.5) / 4)
+    assert (tmp_path / "l1.png").stat().st_size > 1000
     assert out["slices"].tolist() == [16] and out["abnormal_slices"].tolist() == [4]
     expected = average_precision_score(np.concatenate(all_l), np.concatenate(all_s))
     assert out["slice_auprc"].iloc[0] == pytest.approx(expected)
     assert (tmp_path / "s.png").exists() and (tmp_path / "z.png").exists()
+
+
+def test_lesion_size_figure_says_when_a_series_is_too_small_for_the_fit(tmp_path, monkeypatch):
+    """3 subjects (the demo): points only, 'no fit' in the legend and a note on the axes; 5 subjects: a fit."""
+    import matplotlib.axes
+
+    texts, labels, lines = [], [], []
+    monkeypatch.setattr(matplotlib.axes.Axes, "text", lambda self, x, y, s, **kw: texts.append(s))
+    real_scatter, real_plot = matplotlib.axes.Axes.scatter, matplotlib.axes.Axes.plot
+    monkeypatch.setattr(matplotlib.axes.Axes, "scatter",
+                        lambda self, *a, **kw: labels.append(kw.get("label")) or real_scatter(self, *a, **kw))
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", lambda self, *a, **kw: lines.append(a) or real_plot(self, *a, **kw))
+    lesion_size_figure({"2D": ([1, 2, 3], [0.1, 0.2, 0.3]), "3D": ([1, 2, 3, 4, 5], [0.1, 0.4, 0.2, 0.5, 0.3])},
+                       tmp_path / "f.png")
+    assert labels == ["2D (n = 3: no fit)", "3D"] and len(lines) == 1
+    assert len(texts) == 1 and "1 of 2 series" in texts[0] and "degree-3" in texts[0]

@@ -46,7 +46,8 @@ rule domain_shift_figure:
         "../scripts/make_domain_shift_figure.py"
 
 
-# P8.1's slice-wise detection (P8.1-Fig6) and lesion-size analysis (P8.1-Fig4) on the rows of report.p81.table.
+# P8.1's slice-wise detection (P8.1-Fig6), lesion-size analysis (P8.1-Fig4) and healthy vs lesion l1 bars (Figure 4.1)
+# on the rows of report.p81.table.
 rule p81_analysis:
     input:
         recon=[e["recon"] for e in STUDY.p81_entries()],
@@ -56,6 +57,7 @@ rule p81_analysis:
         table=paths.P81_TABLE,
         slicewise=paths.fill(paths.P81_FIGURE, kind="slicewise"),
         size=paths.fill(paths.P81_FIGURE, kind="lesion_size"),
+        l1=paths.fill(paths.P81_FIGURE, kind="l1"),
     log:
         "logs/p81_analysis.log",
     conda:

@@ -154,6 +154,8 @@ def figure_page(image: str | Path, captions: dict, *, tables: dict, qualitative:
         return "Multi-sample scores (Figure 4.5 analogue)", image, captions["mhd"]
     if name == "p81_slicewise":
         return "Slice-wise anomaly detection (P8.1-Fig6 analogue)", image, captions["p81_slicewise"]
+    if name == "p81_l1":
+        return "Mean l1 error on healthy and lesion voxels (Figure 4.1 analogue)", image, captions["p81_l1"]
     if name == "p81_lesion_size":
         return "Subject-wise Dice against lesion size (P8.1-Fig4 analogue)", image, captions["p81_lesion_size"]
     if name.startswith("sweep_"):
