@@ -52,6 +52,7 @@ wildcard_constraints:
     fold=r"\d+",
     run=_alternatives(STUDY.run_ids),
     subject=r"[A-Za-z0-9_.+-]+",
+    protocol=_alternatives(STUDY.protocol_ids) if STUDY.protocol_ids else "(?!)",
     cohort=r"[A-Za-z0-9_]+",
 
 
@@ -142,6 +143,10 @@ def table_input(wildcards):
 
 def qualitative_inputs(wildcards):
     return STUDY.qualitative_inputs(wildcards.table)
+
+
+def fpr_inputs(wildcards):
+    return STUDY.fpr_files(wildcards.table)
 
 
 def sweep_inputs(wildcards):
