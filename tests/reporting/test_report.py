@@ -43,7 +43,8 @@ def test_shipped_captions_fill_their_fields():
               "sweep_scoring": dict(scoring="ssim", param="sigma", values=[1], model="a", dashed="d", name="sweep_s"),
               "qc_flagged": dict(n_flagged=1, n_subjects=2, first_shown="", dataset="h"),
               "qc_excluded": dict(n_excluded=1, first_shown="", dataset="h"), "qc_slices": dict(dataset="h"),
-              "training_curves": {}, "domain_shift": {}, "mhd": {}, "p81_slicewise": {}, "p81_lesion_size": {}}
+              "training_curves": {}, "domain_shift": {}, "mhd": {}, "p81_slicewise": {}, "p81_lesion_size": {},
+              "lesionwise": dict(overlap="any"), "healthy_fpr": dict(targets="1 %", source="x.tsv")}
     assert set(caps) == set(fields)
     for kind, values in fields.items():
         assert "{" not in caps[kind].format(**values)

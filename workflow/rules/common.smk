@@ -136,6 +136,18 @@ def pretrain_input(wildcards):
     return {"encoder": encoder} if encoder else {}
 
 
+# ---------------------------------------------------------------- evaluation
+def eval_protocol(wildcards):
+    """The evaluation protocol id of an evaluate job ("default" for the plain evaluate rules)."""
+    return getattr(wildcards, "protocol", "default")
+
+
+def healthy_threshold(wildcards):
+    """threshold.json of the healthy evaluation whose FPR thresholds evaluate_fpr applies."""
+    return STUDY.healthy_threshold(wildcards.trainset, wildcards.model, wildcards.run, wildcards.fold,
+                                   wildcards.scoring, eval_protocol(wildcards))
+
+
 # ---------------------------------------------------------------- tables, figures, sweeps
 def table_input(wildcards):
     return STUDY.table_metric_files(wildcards.table)

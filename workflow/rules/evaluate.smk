@@ -4,10 +4,6 @@
 # evaluation and what follows it, never scoring, reconstruction or training.
 
 
-def _protocol(wc):
-    return getattr(wc, "protocol", "default")
-
-
 rule evaluate:
     input:
         scores=paths.SCORES,
@@ -24,7 +20,7 @@ rule evaluate:
         "../../envs/evaluate.yaml"
     params:
         role=lambda wc: DATASETS[wc.dataset]["role"],
-        options=lambda wc: STUDY.evaluation_options(_protocol(wc)),
+        options=lambda wc: STUDY.evaluation_options(eval_protocol(wc)),
         samples=lambda wc: SCORINGS[wc.scoring].get("samples"),
         conventions=lambda wc: STUDY.evaluation_conventions(wc.dataset),
     script:
@@ -41,16 +37,12 @@ use rule evaluate as evaluate_protocol with:
         "results/benchmarks/evaluate/{trainset}/{model}/{run}/fold-{fold}/{dataset}/{scoring}/protocol-{protocol}.tsv"
 
 
-def _healthy_threshold(wc):
-    return STUDY.healthy_threshold(wc.trainset, wc.model, wc.run, wc.fold, wc.scoring, _protocol(wc))
-
-
 rule evaluate_fpr:
     # The thresholds calibrated on the healthy validation maps (healthy_fpr) applied to a pathology set.
     input:
         scores=paths.SCORES,
         volumes=paths.VOLUMES,
-        healthy=_healthy_threshold,
+        healthy=healthy_threshold,
     output:
         paths.FPR_METRICS,
     log:
@@ -60,7 +52,7 @@ rule evaluate_fpr:
     conda:
         "../../envs/evaluate.yaml"
     params:
-        options=lambda wc: STUDY.evaluation_options(_protocol(wc)),
+        options=lambda wc: STUDY.evaluation_options(eval_protocol(wc)),
         conventions=lambda wc: STUDY.evaluation_conventions(wc.dataset),
     script:
         "../scripts/evaluate_fpr.py"
