@@ -33,6 +33,7 @@ rule all_tables:
     input:
         tables=STUDY.all_table_files(),
         sweeps=STUDY.all_sweep_files(),
+        detection=STUDY.detection_files(),
         report=paths.REPORT,
     default_target: True
 

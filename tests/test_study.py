@@ -197,8 +197,8 @@ def test_pathology_set_must_share_the_grid_of_its_trainset():
 # ---------------------------------------------------------------- planned files
 def test_table_rows_get_their_defaults():
     rows = study().table_rows["diffusion"]
-    assert rows == [{"model": "anoddpm", "scoring": "l1", "run": RUN}, {"model": "anoddpm_ens", "scoring": "l1", "run": RUN},
-                    {"model": "cddpm_ssl", "scoring": "l1", "run": RUN}]
+    d = {"scoring": "l1", "run": RUN, "protocol": "default"}
+    assert rows == [{"model": "anoddpm", **d}, {"model": "anoddpm_ens", **d}, {"model": "cddpm_ssl", **d}]
     assert "scoring" not in SMOKE["tables"]["diffusion"]["rows"][0]
 
 
@@ -283,9 +283,12 @@ def test_data_and_report_inputs():
         f"results/qc/{ds}/qc.tsv" for ds in ("healthy_t2", "tumour_t2", "ms_t2")]
     report = s.report_inputs()
     assert list(report) == ["tables", "figures", "sweeps", "qc_tables", "qc_exclusions", "qc_figures", "inference",
-                            "captions", "claims", "published"]
+                            "captions", "claims", "published", "lesionwise", "healthy_fpr"]
     assert {Path(c).name for c in report["captions"]} >= {"table.rst", "qualitative.rst"}  # a caption edit reruns it
-    assert report["tables"] == [f"results/tables/{t}.tsv" for t in ("segmentation", "reconstruction", "diffusion", "volumes")]
+    assert report["tables"] == [f"results/tables/{t}.tsv" for t in ("segmentation", "reconstruction", "diffusion",
+                                                                     "detection", "no_postprocessing", "volumes")]
+    assert report["lesionwise"] == ["results/tables/lesionwise_detection.tsv"]
+    assert report["healthy_fpr"] == ["results/tables/healthy_fpr_detection.tsv"]
     assert report["inference"] == ["results/tables/inference_time.tsv"]
     assert report["qc_exclusions"][0] == "results/qc/healthy_t2/exclusions.tsv"
 
@@ -380,3 +383,50 @@ def test_performance_switches_reach_train_and_reconstruct_params():
     assert study(model_override).train_settings(model, "default", 0)["amp"] is False
     with pytest.raises(Exception, match="bogus"):
         study(lambda cfg: cfg.update(performance={"bogus": 1}))
+
+
+# ---------------------------------------------------------------- evaluation protocols, lesion-wise and FPR pages
+def test_table_and_row_protocols_plan_their_own_evaluation_folders():
+    def change(cfg):
+        cfg["tables"]["no_postprocessing"]["rows"] = [
+            {"model": "ae"}, {"model": "ae", "label": "MF back", "protocol": {"median": 3}},  # 3 = evaluation.median
+            {"model": "ae", "label": "greedy 4", "protocol": {"median": 3, "erode": 1, "min_component": 3,
+                                                              "threshold": {"steps": 4}}}]
+
+    s = study(change)
+    ids = [row["protocol"] for row in s.table_rows["no_postprocessing"]]
+    assert ids == ["erode~0__median~0__min_component~0", "erode~0__min_component~0", "threshold.steps~4"]
+    assert s.protocol_ids == sorted(ids)
+    files = s.table_metric_files("no_postprocessing")
+    assert files[0] == ("results/eval/healthy_t2/ae/default/fold-0/tumour_t2/l1/protocol-erode~0__median~0__"
+                        "min_component~0/metrics.tsv")
+    opts = s.evaluation_options("threshold.steps~4")
+    assert opts["threshold"]["steps"] == 4 and opts["median"] == 3 and s.evaluation_options()["threshold"]["steps"] == 10
+    assert s.table_spec("no_postprocessing")["rows"][2]["protocol"] == "threshold.steps~4"
+    # the healthy thresholds a pathology FPR evaluation reads: same model, fold, scoring and protocol
+    assert s.healthy_threshold("healthy_t2", "ae", RUN, 0, "l1", "threshold.steps~4") == (
+        "results/eval/healthy_t2/ae/default/fold-0/healthy_t2/l1/protocol-threshold.steps~4/threshold.json")
+
+
+def test_protocol_equal_to_the_evaluation_section_reuses_the_plain_evaluation():
+    def change(cfg):
+        cfg["tables"]["no_postprocessing"]["protocol"] = {"median": 3, "threshold": {"protocol": "greedy"}}
+
+    s = study(change)
+    assert s.table_rows["no_postprocessing"][0]["protocol"] == "default" and s.protocol_ids == []
+    assert "protocol-" not in " ".join(s.table_metric_files("no_postprocessing"))
+
+
+def test_detection_pages_plan_fpr_files_and_check_their_tables():
+    s = study()
+    assert s.fpr_files("detection") == [f"results/eval/healthy_t2/ae/default/fold-{f}/tumour_t2/l1/fpr.tsv"
+                                         for f in (0, 1)]
+    assert "results/figures/lesionwise_detection.png" in s.report_figures()
+    assert set(s.detection_files()) == {"results/tables/lesionwise_detection.tsv", "results/tables/lesionwise_detection.md",
+                                        "results/figures/lesionwise_detection.png",
+                                        "results/tables/healthy_fpr_detection.tsv", "results/tables/healthy_fpr_detection.md"}
+
+    def bad(cfg):
+        cfg["report"]["healthy_fpr"] = ["reconstruction"]
+
+    assert "report.healthy_fpr: 'reconstruction' is not a segmentation table" in config_error(bad)

@@ -40,6 +40,13 @@ SCORES = f"results/scores/{RUN_KEY}/{{dataset}}/{{scoring}}.npz"
 EVAL_DIR = f"results/eval/{RUN_KEY}/{{dataset}}/{{scoring}}"
 THRESHOLD = f"{EVAL_DIR}/threshold.json"
 METRICS = f"{EVAL_DIR}/metrics.tsv"
+#: healthy-FPR thresholds applied to a pathology set (brainuad.evaluation.protocol.apply_fpr_thresholds)
+FPR_METRICS = f"{EVAL_DIR}/fpr.tsv"
+#: the evaluation under a table's own protocol (brainuad.evaluation.overrides; "default" = EVAL_DIR)
+PROTOCOL_EVAL_DIR = f"{EVAL_DIR}/protocol-{{protocol}}"
+PROTOCOL_THRESHOLD = f"{PROTOCOL_EVAL_DIR}/threshold.json"
+PROTOCOL_METRICS = f"{PROTOCOL_EVAL_DIR}/metrics.tsv"
+PROTOCOL_FPR_METRICS = f"{PROTOCOL_EVAL_DIR}/fpr.tsv"
 
 #: one analysis output; ext: tsv (table) or npz (histograms)
 DOMAIN_SHIFT = f"results/analysis/domain_shift/{RUN_KEY}.{{ext}}"
@@ -65,6 +72,11 @@ MHD_FIGURE = "results/figures/mhd.png"
 #: P8.1 analyses of report.p81 (slice-wise detection table; figures: slicewise, lesion_size, l1 = Figure 4.1 bars)
 P81_TABLE = "results/tables/p81_slicewise.tsv"
 P81_FIGURE = "results/figures/p81_{kind}.png"
+#: lesion-wise detection by lesion size of report.lesion_figure's table
+LESION_FIGURE = "results/figures/lesionwise_{table}.png"
+#: ext: tsv (long) or md; the lesion-wise table and the healthy-FPR table of a segmentation table's rows
+LESION_TABLE = "results/tables/lesionwise_{table}.{ext}"
+FPR_TABLE = "results/tables/healthy_fpr_{table}.{ext}"
 REPORT = "results/report/benchmark.pdf"
 BENCHMARKS = "results/benchmarks"
 
@@ -112,12 +124,18 @@ def trainset_of(dataset: str, datasets: dict) -> str:
     return dataset if ds["role"] == "healthy" else ds["trainset"]
 
 
-def eval_dir(trainset: str, model: str, run: str, fold, dataset: str, scoring: str) -> str:
-    """Folder with ``metrics.tsv`` and ``threshold.json`` of one evaluation."""
-    return fill(EVAL_DIR, trainset=trainset, model=model, run=run, fold=fold, dataset=dataset, scoring=scoring)
+def eval_dir(trainset: str, model: str, run: str, fold, dataset: str, scoring: str,
+             protocol: str = "default") -> str:
+    """Folder with ``metrics.tsv`` and ``threshold.json`` of one evaluation (under evaluation protocol
+    ``protocol``, :mod:`brainuad.evaluation.overrides`; ``"default"`` = the ``evaluation`` section)."""
+    pattern = EVAL_DIR if protocol == "default" else PROTOCOL_EVAL_DIR
+    return fill(pattern, trainset=trainset, model=model, run=run, fold=fold, dataset=dataset, scoring=scoring,
+                protocol=protocol)
 
 
 def eval_dir_lookup(datasets: dict):
-    """``f(model, run, fold, dataset, scoring) -> eval_dir`` for :func:`brainuad.reporting.tables.aggregate`."""
-    return lambda model, run, fold, dataset, scoring: eval_dir(trainset_of(dataset, datasets), model, run, fold,
-                                                               dataset, scoring)
+    """``f(model, run, fold, dataset, scoring, protocol="default") -> eval_dir`` for
+    :func:`brainuad.reporting.tables.aggregate`."""
+    def lookup(model, run, fold, dataset, scoring, protocol="default"):
+        return eval_dir(trainset_of(dataset, datasets), model, run, fold, dataset, scoring, protocol)
+    return lookup

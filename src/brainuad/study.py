@@ -18,6 +18,7 @@ from brainuad import conventions as conv
 from brainuad import paths
 from brainuad.catalog import LEARNING_FREE
 from brainuad.evaluation import claims as claims_lib
+from brainuad.evaluation import overrides
 from brainuad.evaluation import stats as stats_lib
 from brainuad.reporting.tables import row_label, row_scoring, table_row
 
@@ -180,8 +181,11 @@ class Study:
         self.scoring_sweeps = config.get("scoring_sweeps", {})
         self.scorings = self._expand_scorings()
         self.tables = config["tables"]
-        #: {table: rows with scoring and run filled in}
-        self.table_rows = {name: [table_row(row, RUN) for row in table["rows"]] for name, table in self.tables.items()}
+        #: {protocol id: the effective evaluation options} of every evaluation protocol in use ("default" too)
+        self.protocols = {overrides.DEFAULT: canon(config["evaluation"])}
+        #: {table: rows with scoring, run and protocol (its id, brainuad.evaluation.overrides) filled in}
+        self.table_rows = {name: [self._with_protocol(table_row(row, RUN), f"tables.{name}", table.get("protocol"))
+                                  for row in table["rows"]] for name, table in self.tables.items()}
         self.folds = list(range(config["splits"]["folds"]))
         self.model_sweeps = config.get("sweeps", {})
         self.all_sweeps = [*self.scoring_sweeps, *self.model_sweeps]
@@ -189,9 +193,71 @@ class Study:
         #: {(model, run): {"section.key": value}} of every model sweep row
         self.runs = self._collect_runs()
         self.run_ids = sorted({run for _, run in self.runs} | {RUN})
+        #: {sweep: protocol id} of every sweep (its own ``protocol`` entry, else "default")
+        self.sweep_protocols = {name: self._with_protocol({}, f"sweeps.{name}", spec.get("protocol"))["protocol"]
+                                for name, spec in {**self.scoring_sweeps, **self.model_sweeps}.items()}
+        #: ids of the protocols other than "default" (the ``protocol`` wildcard of the evaluate rules)
+        self.protocol_ids = sorted(set(self.protocols) - {overrides.DEFAULT})
         self.qualitative = self._qualitative_specs()
         self.check_config()
         self.check_sources()
+
+    # ------------------------------------------------------------ evaluation protocols
+    def _with_protocol(self, row: dict, where: str, *layers) -> dict:
+        """``row`` with ``protocol`` = the id of its effective protocol (``layers``, e.g. the table's, then the
+        row's own ``protocol``); the protocol's options are recorded in :attr:`protocols`."""
+        try:
+            merged = overrides.resolve(self.config["evaluation"], *layers, row.get("protocol"))
+            pid = overrides.protocol_id(self.config["evaluation"], merged)
+        except ValueError as err:
+            raise config_error(f"{where}.protocol: {err}")
+        self.protocols.setdefault(pid, canon(overrides.effective_options(self.config["evaluation"], merged)))
+        return {**row, "protocol": pid}
+
+    def evaluation_options(self, protocol: str = overrides.DEFAULT) -> dict:
+        """The ``evaluate`` rule's options under protocol id ``protocol``: the ``evaluation`` section with the
+        protocol's overrides merged in."""
+        return self.protocols[protocol]
+
+    def table_spec(self, table: str) -> dict:
+        """The table's config entry with its rows resolved (scoring, run and protocol id filled in)."""
+        return canon({**self.tables[table], "rows": self.table_rows[table]})
+
+    def eval_path(self, pattern_name: str, row: dict, dataset: str, fold) -> str:
+        """One evaluation output of a resolved row: ``pattern_name`` ``THRESHOLD``, ``METRICS`` or
+        ``FPR_METRICS`` (the ``PROTOCOL_`` pattern when the row's protocol is not the default)."""
+        protocol = row.get("protocol", overrides.DEFAULT)
+        pattern = getattr(paths, pattern_name if protocol == overrides.DEFAULT else f"PROTOCOL_{pattern_name}")
+        return paths.fill(pattern, trainset=self.trainset_of(dataset), model=row["model"], run=row["run"], fold=fold,
+                          dataset=dataset, scoring=row["scoring"], protocol=protocol)
+
+    def healthy_threshold(self, trainset: str, model: str, run: str, fold, scoring: str,
+                          protocol: str = overrides.DEFAULT) -> str:
+        """threshold.json of the healthy evaluation (same model, fold, scoring and protocol) whose
+        ``fpr_thresholds`` the pathology evaluation ``evaluate_fpr`` applies."""
+        row = {"model": model, "run": run, "scoring": scoring, "protocol": protocol}
+        return self.eval_path("THRESHOLD", row, trainset, fold)
+
+    def lesionwise_tables(self) -> list[str]:
+        return list(self.config["report"].get("lesionwise") or [])
+
+    def healthy_fpr_tables(self) -> list[str]:
+        return list(self.config["report"].get("healthy_fpr") or [])
+
+    def fpr_files(self, table: str) -> list[str]:
+        """fpr.tsv (healthy-FPR thresholds applied) of every row, dataset and fold of ``table``."""
+        return [self.eval_path("FPR_METRICS", row, ds, fold) for row in self.table_rows[table]
+                for ds in self.tables[table]["datasets"] for fold in self.folds]
+
+    def detection_files(self) -> list[str]:
+        """The lesion-wise and healthy-FPR tables (TSV, Markdown) and the lesion-wise figures of ``report``."""
+        files = []
+        for t in self.lesionwise_tables():
+            files += [paths.fill(paths.LESION_TABLE, table=t, ext=ext) for ext in ("tsv", "md")]
+            files.append(paths.fill(paths.LESION_FIGURE, table=t))
+        for t in self.healthy_fpr_tables():
+            files += [paths.fill(paths.FPR_TABLE, table=t, ext=ext) for ext in ("tsv", "md")]
+        return files
 
     # ------------------------------------------------------------ scorings and sweeps
     def sweep_value_id(self, sweep: dict, value) -> str:
@@ -393,9 +459,7 @@ class Study:
         for row in rows:
             for ds in datasets:
                 for fold in self.folds if folds is None else folds:
-                    key = dict(trainset=self.trainset_of(ds), model=row["model"], run=row["run"], fold=fold,
-                               dataset=ds, scoring=row["scoring"])
-                    files += [paths.fill(paths.METRICS, **key), paths.fill(paths.THRESHOLD, **key)]
+                    files += [self.eval_path("METRICS", row, ds, fold), self.eval_path("THRESHOLD", row, ds, fold)]
         return files
 
     def table_metric_files(self, table: str) -> list[str]:
@@ -462,11 +526,13 @@ class Study:
             spec = self.model_sweeps[sweep]
             runs = [pt["run"] for pt in self.sweep_points(sweep)] + ([spec["reference"]] if spec.get("reference") else [])
             scoring = row_scoring(spec)
-            rows = [{"model": model, "run": run, "scoring": scoring} for model in spec["models"] for run in runs]
+            rows = [{"model": model, "run": run, "scoring": scoring, "protocol": self.sweep_protocols[sweep]}
+                    for model in spec["models"] for run in runs]
             return self.eval_files(rows, spec["datasets"], self.sweep_folds(sweep))
         spec = self.scoring_sweeps[sweep]
         ids = self.sweep_ids(sweep) + ([spec["reference"]] if spec.get("reference") else [])
-        return self.eval_files([{"model": spec["model"], "run": RUN, "scoring": sid} for sid in ids], spec["datasets"])
+        return self.eval_files([{"model": spec["model"], "run": RUN, "scoring": sid,
+                                 "protocol": self.sweep_protocols[sweep]} for sid in ids], spec["datasets"])
 
     def sweep_folds(self, sweep: str) -> list[int]:
         """Folds a model sweep's rows and reference run on: ``sweeps.<name>.folds``, default every fold."""
@@ -549,6 +615,7 @@ class Study:
             figs.append(paths.DOMAIN_SHIFT_FIGURE)
         if self.config["report"].get("p81"):
             figs += [paths.fill(paths.P81_FIGURE, kind=k) for k in ("slicewise", "lesion_size", "l1")]
+        figs += [paths.fill(paths.LESION_FIGURE, table=t) for t in self.lesionwise_tables()]
         return figs + self.sweep_figures()
 
     def report_inputs(self) -> dict[str, list[str]]:
@@ -560,7 +627,9 @@ class Study:
         captions = sorted(str(path) for path in (self.basedir / "workflow" / "report").glob("*.rst"))
         return {"tables": self.table_files("tsv"), "figures": self.report_figures(), "sweeps": self.sweep_tables(),
                 **qc, "inference": inference, "captions": captions,
-                "claims": [paths.CLAIMS] if self.config.get("claims") else [], "published": self.published_files()}
+                "claims": [paths.CLAIMS] if self.config.get("claims") else [], "published": self.published_files(),
+                "lesionwise": [paths.fill(paths.LESION_TABLE, table=t, ext="tsv") for t in self.lesionwise_tables()],
+                "healthy_fpr": [paths.fill(paths.FPR_TABLE, table=t, ext="tsv") for t in self.healthy_fpr_tables()]}
 
     # ------------------------------------------------------------ statistics, published numbers, claims
     def stats_settings(self, table: str | None = None) -> dict:
@@ -775,6 +844,10 @@ class Study:
         for table in self.qualitative:
             if table not in self.tables or self.tables[table].get("kind", "segmentation") != "segmentation":
                 raise config_error(f"report.qualitative: {table!r} is not a segmentation table")
+        for key in ("lesionwise", "healthy_fpr"):
+            for table in report.get(key) or []:
+                if table not in self.tables or self.tables[table].get("kind", "segmentation") != "segmentation":
+                    raise config_error(f"report.{key}: {table!r} is not a segmentation table")
         p81 = report.get("p81")
         if p81 and (p81["table"] not in self.tables or self.tables[p81["table"]].get("kind", "segmentation") != "segmentation"):
             raise config_error(f"report.p81.table: {p81['table']!r} is not a segmentation table")

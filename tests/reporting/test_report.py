@@ -44,7 +44,8 @@ def test_shipped_captions_fill_their_fields():
               "qc_flagged": dict(n_flagged=1, n_subjects=2, first_shown="", dataset="h"),
               "qc_excluded": dict(n_excluded=1, first_shown="", dataset="h"), "qc_slices": dict(dataset="h"),
               "training_curves": {}, "domain_shift": {}, "mhd": {}, "p81_slicewise": {}, "p81_lesion_size": {},
-              "p81_l1": {}}
+              "p81_l1": {},
+              "lesionwise": dict(overlap="any"), "healthy_fpr": dict(targets="1 %", source="x.tsv")}
     assert set(caps) == set(fields)
     for kind, values in fields.items():
         assert "{" not in caps[kind].format(**values)

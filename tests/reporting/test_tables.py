@@ -58,8 +58,8 @@ def test_schema_metric_enums_follow_the_metric_table():
     scoring_sweep = props["scoring_sweeps"]["additionalProperties"]["properties"]["metric"]["enum"]
     model_sweep = props["sweeps"]["additionalProperties"]["properties"]["metrics"]["items"]["enum"]
     assert scoring_sweep == model_sweep and set(model_sweep) <= set(METRICS)
-    # sweeps plot segmentation metrics: every pooled metric, and the per-volume Dice/AUPRC ones
-    assert set(model_sweep) == {"dice_oracle", "dice", "auprc"} | {m for m in METRICS if m.endswith("_pooled")}
+    # sweeps plot segmentation metrics: every pooled metric, and the per-volume Dice/AUPRC/AUROC ones
+    assert set(model_sweep) == {"dice_oracle", "dice", "auprc", "auroc"} | {m for m in METRICS if m.endswith("_pooled")}
 
 
 def test_subject_spread_is_the_std_over_all_test_subjects(tmp_path):

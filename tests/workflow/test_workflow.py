@@ -85,6 +85,34 @@ def test_smoke_run_builds_tables_and_report(smoke_run):
     assert vol["mean"].between(0, 1).all() and (vol["n_folds"] == 2).all()
 
 
+def test_smoke_run_builds_detection_pages_and_protocol_table(smoke_run):
+    workdir, _ = smoke_run
+    results = workdir / "results"
+    lw = pd.read_csv(results / "tables" / "lesionwise_detection.tsv", sep="\t")
+    assert set(lw["stratum"]) == {"all", "small", "large"} and set(lw["metric"]) == {"lesion_sensitivity", "fp_components"}
+    sens = lw[lw.metric == "lesion_sensitivity"]["mean"].dropna()
+    assert len(sens) and sens.between(0, 1).all()
+    assert (results / "figures" / "lesionwise_detection.png").stat().st_size > 5_000
+    fpr = pd.read_csv(results / "tables" / "healthy_fpr_detection.tsv", sep="\t")
+    assert sorted(set(fpr["target_fpr"])) == [0.05] and set(fpr["metric"]) == {"dice", "sensitivity", "fpr", "threshold"}
+    # each fold applies the threshold of its own healthy evaluation
+    healthy = [__import__("json").loads((results / f"eval/healthy_t2/ae/default/fold-{f}/healthy_t2/l1/threshold.json")
+                                        .read_text())["fpr_thresholds"]["0.05"] for f in (0, 1)]
+    per_fold = [pd.read_csv(results / f"eval/healthy_t2/ae/default/fold-{f}/tumour_t2/l1/fpr.tsv", sep="\t")["threshold"]
+                for f in (0, 1)]
+    assert [set(t) for t in per_fold] == [{healthy[0]}, {healthy[1]}]
+    det = pd.read_csv(results / "tables" / "detection.tsv", sep="\t")
+    assert det.set_index("metric")["mean"].drop("fp_components").between(0, 1).all()
+    # the no-post-processing table reads its own evaluation, which differs from the default one
+    own = pd.read_csv(results / "eval/healthy_t2/ae/default/fold-0/tumour_t2/l1/protocol-erode~0__median~0__min_component~0/"
+                      "metrics.tsv", sep="\t")
+    plain = pd.read_csv(results / "eval/healthy_t2/ae/default/fold-0/tumour_t2/l1/metrics.tsv", sep="\t")
+    assert not np.allclose(own["auprc"].to_numpy(float), plain["auprc"].to_numpy(float), equal_nan=True)
+    nopp = pd.read_csv(results / "tables" / "no_postprocessing.tsv", sep="\t")
+    got = nopp[(nopp.metric == "auprc")]["fold_values"].iloc[0].split(";")[0]
+    assert float(got) == pytest.approx(own[own.split == "test"]["auprc"].mean(), rel=1e-5)
+
+
 def test_smoke_run_builds_scoring_sweep_and_mhd_figure(smoke_run):
     workdir, _ = smoke_run
     results = workdir / "results"
@@ -156,7 +184,10 @@ def test_threshold_or_postprocessing_change_reruns_no_training(smoke_run, tmp_pa
         cfg["evaluation"]["median"] = 5
 
     counts = job_counts(snakemake(workdir, "-n", "all_tables", config=_variant(tmp_path, change)).stdout)
-    assert counts.get("evaluate", 0) == len(list((workdir / "results" / "eval").rglob("metrics.tsv"))), counts
+    metrics = list((workdir / "results" / "eval").rglob("metrics.tsv"))
+    own = [m for m in metrics if m.parent.name.startswith("protocol-")]  # tables with their own protocol
+    assert own and counts.get("evaluate", 0) == len(metrics) - len(own), counts
+    assert counts.get("evaluate_protocol", 0) == len(own), counts  # its other settings come from `evaluation`
     assert "train" not in counts and "reconstruct" not in counts and "score" not in counts, counts
     assert "preprocess" not in counts and "make_phantom" not in counts
 
@@ -172,6 +203,28 @@ def test_new_scoring_schedules_only_scoring_and_downstream(smoke_run, tmp_path):
     assert counts.get("score") == 4 and counts.get("evaluate") == 4, counts  # 2 datasets x 2 folds
     allowed = {"score", "evaluate", "table_stats", "table", "qualitative_figure", "report", "all_tables"}
     assert set(counts) <= allowed, sorted(set(counts) - allowed)
+
+
+def test_protocol_change_reruns_only_its_evaluation(smoke_run, tmp_path):
+    """A table's `protocol` is evaluated by the evaluate rule into its own folder: changing it plans that
+    evaluation (1 row x 1 dataset x 2 folds) and the table and report after it, never scoring or training."""
+    workdir, _ = smoke_run
+
+    def change(cfg):
+        cfg["tables"]["no_postprocessing"]["protocol"]["threshold"] = {"steps": 5}
+
+    out = snakemake(workdir, "-n", "all_tables", config=_variant(tmp_path, change)).stdout
+    counts = job_counts(out)
+    assert counts.get("evaluate_protocol") == 2 and "evaluate" not in counts, counts
+    assert set(counts) <= {"evaluate_protocol", "table_stats", "table", "report", "all_tables"}, counts
+    assert "protocol-erode~0__median~0__min_component~0__threshold.steps~5/metrics.tsv" in out
+
+    def same_effect(cfg):  # the table's protocol spelled out per row instead: nothing to redo but the table
+        protocol = cfg["tables"]["no_postprocessing"].pop("protocol")
+        cfg["tables"]["no_postprocessing"]["rows"][0]["protocol"] = protocol
+
+    counts = job_counts(snakemake(workdir, "-n", "all_tables", config=_variant(tmp_path, same_effect)).stdout)
+    assert "evaluate_protocol" not in counts and "evaluate" not in counts, counts
 
 
 def test_invalid_config_gives_a_clear_message(tmp_path):
@@ -219,7 +272,7 @@ def test_convention_changes_rerun_only_the_affected_stages(smoke_run, tmp_path):
     results = workdir / "results"
     roles = {name: ds["role"] for name, ds in yaml.safe_load(SMOKE.read_text())["datasets"].items()}
     ssim_scores = [f for f in (results / "scores").rglob("*.npz") if f.stem.split("@")[0] in SSIM_KWARGS]
-    metrics = list((results / "eval").rglob("metrics.tsv"))
+    metrics = [m for m in (results / "eval").rglob("metrics.tsv") if not m.parent.name.startswith("protocol-")]
     pathology_metrics = [f for f in metrics if roles[f.parts[-3]] == "pathology"]
     assert ssim_scores and len(pathology_metrics) < len(metrics)
     never = {"train", "pretrain", "reconstruct", "preprocess", "make_phantom", "pack"}

@@ -52,6 +52,7 @@ wildcard_constraints:
     fold=r"\d+",
     run=_alternatives(STUDY.run_ids),
     subject=r"[A-Za-z0-9_.+-]+",
+    protocol=_alternatives(STUDY.protocol_ids) if STUDY.protocol_ids else "(?!)",
     cohort=r"[A-Za-z0-9_]+",
 
 
@@ -135,6 +136,18 @@ def pretrain_input(wildcards):
     return {"encoder": encoder} if encoder else {}
 
 
+# ---------------------------------------------------------------- evaluation
+def eval_protocol(wildcards):
+    """The evaluation protocol id of an evaluate job ("default" for the plain evaluate rules)."""
+    return getattr(wildcards, "protocol", "default")
+
+
+def healthy_threshold(wildcards):
+    """threshold.json of the healthy evaluation whose FPR thresholds evaluate_fpr applies."""
+    return STUDY.healthy_threshold(wildcards.trainset, wildcards.model, wildcards.run, wildcards.fold,
+                                   wildcards.scoring, eval_protocol(wildcards))
+
+
 # ---------------------------------------------------------------- tables, figures, sweeps
 def table_input(wildcards):
     return STUDY.table_metric_files(wildcards.table)
@@ -142,6 +155,10 @@ def table_input(wildcards):
 
 def qualitative_inputs(wildcards):
     return STUDY.qualitative_inputs(wildcards.table)
+
+
+def fpr_inputs(wildcards):
+    return STUDY.fpr_files(wildcards.table)
 
 
 def sweep_inputs(wildcards):

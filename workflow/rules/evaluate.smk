@@ -1,4 +1,7 @@
 # Evaluation (CPU): post-processing, threshold search on the unhealthy validation set, per-subject metrics.
+# A table row or sweep with its own `protocol` (brainuad.evaluation.overrides) is evaluated by the same rule
+# into results/eval/.../<scoring>/protocol-<id>/ (rule evaluate_protocol): a changed protocol reruns only
+# evaluation and what follows it, never scoring, reconstruction or training.
 
 
 rule evaluate:
@@ -17,8 +20,48 @@ rule evaluate:
         "../../envs/evaluate.yaml"
     params:
         role=lambda wc: DATASETS[wc.dataset]["role"],
-        options=canon(config["evaluation"]),
+        options=lambda wc: STUDY.evaluation_options(eval_protocol(wc)),
         samples=lambda wc: SCORINGS[wc.scoring].get("samples"),
         conventions=lambda wc: STUDY.evaluation_conventions(wc.dataset),
     script:
         "../scripts/evaluate.py"
+
+
+use rule evaluate as evaluate_protocol with:
+    output:
+        threshold=paths.PROTOCOL_THRESHOLD,
+        metrics=paths.PROTOCOL_METRICS,
+    log:
+        "logs/evaluate/{trainset}/{model}/{run}/fold-{fold}/{dataset}/{scoring}/protocol-{protocol}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{trainset}/{model}/{run}/fold-{fold}/{dataset}/{scoring}/protocol-{protocol}.tsv"
+
+
+rule evaluate_fpr:
+    # The thresholds calibrated on the healthy validation maps (healthy_fpr) applied to a pathology set.
+    input:
+        scores=paths.SCORES,
+        volumes=paths.VOLUMES,
+        healthy=healthy_threshold,
+    output:
+        paths.FPR_METRICS,
+    log:
+        "logs/evaluate_fpr/{trainset}/{model}/{run}/fold-{fold}/{dataset}/{scoring}.log",
+    benchmark:
+        "results/benchmarks/evaluate_fpr/{trainset}/{model}/{run}/fold-{fold}/{dataset}/{scoring}.tsv"
+    conda:
+        "../../envs/evaluate.yaml"
+    params:
+        options=lambda wc: STUDY.evaluation_options(eval_protocol(wc)),
+        conventions=lambda wc: STUDY.evaluation_conventions(wc.dataset),
+    script:
+        "../scripts/evaluate_fpr.py"
+
+
+use rule evaluate_fpr as evaluate_fpr_protocol with:
+    output:
+        paths.PROTOCOL_FPR_METRICS,
+    log:
+        "logs/evaluate_fpr/{trainset}/{model}/{run}/fold-{fold}/{dataset}/{scoring}/protocol-{protocol}.log",
+    benchmark:
+        "results/benchmarks/evaluate_fpr/{trainset}/{model}/{run}/fold-{fold}/{dataset}/{scoring}/protocol-{protocol}.tsv"

@@ -15,7 +15,7 @@ rule table_stats:
     conda:
         "../../envs/report.yaml"
     params:
-        spec=lambda wc: canon(TABLES[wc.table]),
+        spec=lambda wc: STUDY.table_spec(wc.table),
         settings=lambda wc: STUDY.stats_settings(wc.table),
         models=canon(MODELS),
         datasets=canon(DATASETS),
@@ -60,7 +60,7 @@ rule table:
     conda:
         "../../envs/report.yaml"
     params:
-        spec=lambda wc: canon(TABLES[wc.table]),
+        spec=lambda wc: STUDY.table_spec(wc.table),
         settings=lambda wc: STUDY.stats_settings(wc.table),
         models=canon(MODELS),
         datasets=canon(DATASETS),
@@ -125,6 +125,7 @@ rule report:
         conventions=STUDY.conventions_provenance(),
         preset=STUDY.conventions["preset"],
         benchmarks=paths.BENCHMARKS,
+        lesion_overlap=(config["evaluation"].get("lesions") or {}).get("overlap", 0.0),
     script:
         "../scripts/make_report.py"
 
@@ -142,6 +143,7 @@ rule sweep_figure:
     params:
         kind=lambda wc: "model" if wc.sweep in STUDY.model_sweeps else "scoring",
         sweep=lambda wc: canon(STUDY.model_sweeps.get(wc.sweep) or STUDY.scoring_sweeps[wc.sweep]),
+        protocol=lambda wc: STUDY.sweep_protocols[wc.sweep],
         ids=sweep_ids,
         points=sweep_points,
         models=canon(MODELS),
@@ -184,3 +186,47 @@ rule inference_time:
         jobs=[{"row": job["row"]} for job in STUDY.inference_time_jobs()],
     script:
         "../scripts/make_inference_time.py"
+
+
+rule lesionwise:
+    # Lesion-wise detection by lesion size (report.lesionwise): table (TSV long, Markdown) and figure.
+    input:
+        table_input,
+    output:
+        tsv=paths.fill(paths.LESION_TABLE, ext="tsv"),
+        md=paths.fill(paths.LESION_TABLE, ext="md"),
+        figure=paths.LESION_FIGURE,
+    log:
+        "logs/lesionwise/{table}.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        spec=lambda wc: STUDY.table_spec(wc.table),
+        strata=canon((config["evaluation"].get("lesions") or {}).get("strata")),
+        models=canon(MODELS),
+        datasets=canon(DATASETS),
+        folds=FOLDS,
+        run=RUN,
+    script:
+        "../scripts/make_lesionwise.py"
+
+
+rule healthy_fpr_table:
+    # The healthy-FPR thresholds applied to the pathology test sets of a table's rows (report.healthy_fpr).
+    input:
+        fpr_inputs,
+    output:
+        tsv=paths.fill(paths.FPR_TABLE, ext="tsv"),
+        md=paths.fill(paths.FPR_TABLE, ext="md"),
+    log:
+        "logs/healthy_fpr_table/{table}.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        spec=lambda wc: STUDY.table_spec(wc.table),
+        models=canon(MODELS),
+        datasets=canon(DATASETS),
+        folds=FOLDS,
+        run=RUN,
+    script:
+        "../scripts/make_healthy_fpr_table.py"

@@ -6,5 +6,5 @@ from brainuad.utils import log_to
 log = log_to(snakemake.log[0])
 p = snakemake.params
 table = write_sweep(snakemake.output.figure, snakemake.output.table, p.kind, p.sweep, ids=p.ids, points=p.points,
-                    folds=p.folds, models=p.models, datasets=p.datasets, run=p.run)
+                    folds=p.folds, models=p.models, datasets=p.datasets, run=p.run, protocol=p.protocol)
 log.info("\n%s", table.to_string())

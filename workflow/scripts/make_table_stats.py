@@ -10,8 +10,8 @@ p = snakemake.params
 eval_dir = eval_dir_lookup(p.datasets)
 
 
-def load(model, run, fold, dataset, scoring):
-    d = eval_dir(model, run, fold, dataset, scoring)
+def load(model, run, fold, dataset, scoring, protocol="default"):
+    d = eval_dir(model, run, fold, dataset, scoring, protocol)
     return read_fold(f"{d}/metrics.tsv", f"{d}/threshold.json")
 
 

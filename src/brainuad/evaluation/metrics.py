@@ -46,6 +46,8 @@ __all__ = [
     "reconstruction_metrics",
     "average_precision",
     "psnr",
+    "roc_auc",
+    "pooled_auroc",
 ]
 
 
@@ -80,6 +82,77 @@ def average_precision(labels, scores) -> float:
     precision = tps / (last + 1)
     recall = tps / tps[-1]
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def roc_auc(labels, scores) -> float:
+    """Area under the ROC curve of binary labels under scores (``sklearn.metrics.roc_auc_score``).
+
+    The Mann-Whitney form: AUROC = (R+ - n+ (n+ + 1) / 2) / (n+ n-), R+ = the sum of the positives' ranks
+    among all scores, tied scores sharing their average rank (a tie counts one half, as the trapezoids
+    of the ROC curve do).
+
+    Parameters
+    ----------
+    labels : ndarray, (N,)
+        Non-zero = positive.
+    scores : ndarray, (N,)
+        Higher = more likely positive.
+
+    Returns
+    -------
+    float
+        NaN when there is no positive or no negative.
+    """
+    y = np.asarray(labels).ravel() != 0
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if y.shape != s.shape:
+        raise ValueError(f"labels {y.shape} and scores {s.shape} differ in shape")
+    n_pos = int(np.count_nonzero(y))
+    n_neg = y.size - n_pos
+    if not n_pos or not n_neg:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    sorted_s = s[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_s)) + 1]  # first index of each distinct score
+    ends = np.r_[starts[1:], s.size]
+    avg_rank = (starts + ends + 1) / 2.0  # 1-based average rank of each tie group
+    ranks = np.empty(s.size, dtype=np.float64)
+    ranks[order] = np.repeat(avg_rank, ends - starts)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def pooled_auroc(maps: Sequence, segs: Sequence, masks: Sequence | None = None) -> float:
+    """AUROC over the brain voxels of all subjects taken together (as :func:`pooled_auprc`).
+
+    Parameters
+    ----------
+    maps, segs : sequences of ndarray, each (D, H, W)
+        Post-processed (non-binarised) anomaly maps and lesion labels.
+    masks : sequence of ndarray, optional
+        Brain masks; None uses all voxels.
+
+    Returns
+    -------
+    float
+        :func:`roc_auc`; NaN without lesion voxels or without healthy voxels.
+    """
+    if len(maps) != len(segs) or (masks is not None and len(masks) != len(maps)):
+        raise ValueError("maps, segs (and masks) must have the same length")
+    scores, labels = [], []
+    for i, (a, s) in enumerate(zip(maps, segs)):
+        m = None if masks is None else masks[i]
+        _check_shapes(amap=a, seg=s, **({} if m is None else {"mask": m}))
+        a, s = np.asarray(a), as_bool(s)
+        if m is None:
+            scores.append(a.ravel())
+            labels.append(s.ravel())
+        else:
+            m = as_bool(m)
+            scores.append(a[m])
+            labels.append(s[m])
+    if not labels:
+        return float("nan")
+    return roc_auc(np.concatenate(labels), np.concatenate(scores))
 
 
 def psnr(image_true, image_test, data_range: float) -> float:

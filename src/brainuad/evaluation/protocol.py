@@ -5,7 +5,9 @@ Pathology datasets (thesis Ch3.2): the DICE threshold comes from the search on t
 *validation* maps and is applied to the test maps; [DICE] (``dice_oracle``) uses the threshold that the
 same search finds on the pooled *test* maps (an upper bound). AUPRC per volume on the post-processed,
 non-binarised map inside the brain mask (or over the whole volume, ``auprc_region="volume"``), plus the
-pooled AUPRC. The post-processing order, the component rule, the AUPRC region and the threshold ties
+pooled AUPRC; the voxel AUROC beside it over the same voxels (per volume ``auroc``, pooled ``auroc_pooled``).
+Lesion-wise detection (:mod:`brainuad.evaluation.lesions`) on the map binarised at the validation threshold
+(after the component filter): per-subject lesion sensitivity and false-positive components, per size stratum. The post-processing order, the component rule, the AUPRC region and the threshold ties
 follow config ``conventions`` (:mod:`brainuad.conventions`). Where reconstructions exist: l1 on
 lesion and on healthy brain voxels and their ratio.
 
@@ -29,8 +31,9 @@ import numpy as np
 
 from ..conventions import DEFAULT_PRESET, PRESETS
 from ..data.pack import load_pack, subject_index
-from .metrics import l1_ratio, pooled_auprc, reconstruction_metrics, segmentation_metrics
-from .postprocess import postprocess
+from .lesions import lesion_detection, pooled_lesion_sensitivity
+from .metrics import l1_ratio, pooled_auprc, pooled_auroc, reconstruction_metrics, roc_auc, segmentation_metrics
+from .postprocess import binarize, postprocess
 from .threshold import healthy_fpr_threshold, pooled_dice, search_threshold
 
 
@@ -74,7 +77,7 @@ def drop_ignored(maps, masks, segs=None, ignores=None):
 def evaluate_pathology(maps, segs, masks, split, subjects, *, images=None, recons=None, median=5, erode=3,
                        erode_mode="2d", min_component=7, protocol="greedy", steps=10,
                        cc_in_search=False, ignores=None, order="median_first", component_rule="fewer_than",
-                       auprc_region="brain", ties="first") -> tuple[dict, list[dict]]:
+                       auprc_region="brain", ties="first", lesions=None) -> tuple[dict, list[dict]]:
     """Thresholds and per-subject metrics on a pathological dataset.
 
     Parameters
@@ -88,11 +91,16 @@ def evaluate_pathology(maps, segs, masks, split, subjects, *, images=None, recon
     ignores : optional sequence of (D, H, W) arrays; non-zero voxels leave every metric (module docstring)
     order, component_rule, auprc_region, ties : the conventions (:mod:`brainuad.conventions`): post-processing
         order, small-component rule, AUPRC voxels ("brain" or "volume"), greedy-search ties ("first"/"last")
+    lesions : dict, optional
+        Lesion-wise detection settings ``overlap``, ``strata``, ``connectivity``
+        (:func:`brainuad.evaluation.lesions.lesion_detection`); None uses its defaults.
 
     Returns
     -------
     (summary, rows): ``summary`` has ``threshold`` (validation), ``threshold_oracle`` (test), the
-    search Dice values and ``pooled`` metrics of the test set; ``rows`` one dict per subject.
+    search Dice values and ``pooled`` metrics of the test set (``auprc_pooled``, ``auroc_pooled``,
+    ``dice_pooled``, ``lesion_sensitivity_pooled``); ``rows`` one dict per subject (segmentation metrics,
+    ``auroc``, ``dice_oracle``, the lesion-wise counts, l1 terms).
     """
     pp = postprocess_all(maps, masks, median=median, erode=erode, erode_mode=erode_mode, order=order)
     pp, masks, segs = drop_ignored(pp, masks, segs, ignores)
@@ -106,13 +114,19 @@ def evaluate_pathology(maps, segs, masks, split, subjects, *, images=None, recon
         kw.update(cc_in_search=True, min_component=min_component, component_rule=component_rule)
     thr, dice_val = search_threshold([pp[i] for i in val], [segs[i] for i in val], protocol, **kw)
     thr_oracle, dice_oracle_pooled = search_threshold([pp[i] for i in test], [segs[i] for i in test], protocol, **kw)
+    lesions = dict(lesions or {})
     rows = []
     for i, subject in enumerate(subjects):
         row = {"subject": subject, "split": split[i]}
         conv = {"min_component": min_component, "component_rule": component_rule, "auprc_region": auprc_region}
         m = segmentation_metrics(pp[i], segs[i], masks[i], thr, **conv)
         row.update(m)
+        region = np.asarray(masks[i]) != 0 if auprc_region == "brain" else slice(None)
+        seg_i = np.asarray(segs[i]) != 0
+        row["auroc"] = roc_auc(seg_i[region], np.asarray(pp[i])[region]) if seg_i.any() else float("nan")
         row["dice_oracle"] = segmentation_metrics(pp[i], segs[i], masks[i], thr_oracle, **conv)["dice"]
+        pred = binarize(pp[i], thr, min_component=min_component, component_rule=component_rule)
+        row.update(lesion_detection(pred, seg_i, **lesions))
         if images is not None and recons is not None:
             row.update(l1_ratio(images[i], recons[i], segs[i], masks[i]))
         rows.append(row)
@@ -122,6 +136,8 @@ def evaluate_pathology(maps, segs, masks, split, subjects, *, images=None, recon
         "search_dice_val": float(dice_val), "search_dice_test": float(dice_oracle_pooled),
         "pooled": {
             "auprc_pooled": float(pooled_auprc([pp[i] for i in test], [segs[i] for i in test], auprc_masks)),
+            "auroc_pooled": float(pooled_auroc([pp[i] for i in test], [segs[i] for i in test], auprc_masks)),
+            "lesion_sensitivity_pooled": float(pooled_lesion_sensitivity([rows[i] for i in test])),
             "dice_pooled": float(pooled_dice([pp[i] for i in test], [segs[i] for i in test], thr,
                                              min_component=min_component, component_rule=component_rule)),
         },
@@ -197,13 +213,7 @@ def evaluate_stored(role: str, options: dict, scores_path: str | Path, recon_pat
     -------
     (summary, rows) as the two evaluate functions return them.
     """
-    with np.load(scores_path) as z:
-        maps, subjects, split = z["maps"], z["subjects"].tolist(), z["split"].tolist()
-    pack = load_pack(volumes_path)
-    idx = subject_index(pack, subjects)
-    images = pack["images"][idx].astype(np.float32)
-    masks, segs = pack["masks"][idx], pack["segs"][idx]
-    ignores = pack["ignore"][idx] if "ignore" in pack else None
+    maps, subjects, split, images, masks, segs, ignores = load_stored(scores_path, volumes_path)
     with np.load(recon_path) as z:
         recons = z["recons"][:samples].astype(np.float32).mean(0) if "recons" in z.files else None
     conv = {**PRESETS[DEFAULT_PRESET], **(conventions or {})}
@@ -222,4 +232,90 @@ def evaluate_stored(role: str, options: dict, scores_path: str | Path, recon_pat
     return evaluate_pathology(maps, segs, masks, split, subjects, min_component=options["min_component"],
                               protocol=th["protocol"], steps=th.get("steps", 10),
                               cc_in_search=th.get("cc_in_search", False), component_rule=conv["component_rule"],
-                              auprc_region=conv["auprc_region"], ties=conv["threshold_ties"], **common)
+                              auprc_region=conv["auprc_region"], ties=conv["threshold_ties"],
+                              lesions=options.get("lesions"), **common)
+
+
+def load_stored(scores_path: str | Path, volumes_path: str | Path):
+    """Maps of a scoring output and the matching pack volumes, in the scoring's subject order.
+
+    Returns
+    -------
+    maps : ndarray, (N, D, H, W)
+    subjects, split : lists of str
+    images : ndarray float32, (N, D, H, W)
+    masks, segs : ndarrays, (N, D, H, W)
+    ignores : ndarray (N, D, H, W) or None
+    """
+    with np.load(scores_path) as z:
+        maps, subjects, split = z["maps"], z["subjects"].tolist(), z["split"].tolist()
+    pack = load_pack(volumes_path)
+    idx = subject_index(pack, subjects)
+    images = pack["images"][idx].astype(np.float32)
+    ignores = pack["ignore"][idx] if "ignore" in pack else None
+    return maps, subjects, split, images, pack["masks"][idx], pack["segs"][idx], ignores
+
+
+def apply_fpr_thresholds(maps, segs, masks, split, subjects, thresholds: dict, *, median=5, erode=3,
+                         erode_mode="2d", min_component=7, ignores=None, order="median_first",
+                         component_rule="fewer_than") -> list[dict]:
+    """Thresholds calibrated on healthy validation maps (:func:`evaluate_healthy`) applied to a pathology set.
+
+    Every map is post-processed as in :func:`evaluate_pathology` and binarised at each threshold with the
+    same rule as the DICE (``map > t``, then the component filter).
+
+    Parameters
+    ----------
+    maps, segs, masks : sequences of (D, H, W) arrays, one per subject
+    split, subjects : sequences of str
+    thresholds : dict
+        ``{target FPR (str or float): threshold}``, as ``threshold.json["fpr_thresholds"]`` of the healthy
+        evaluation of the same model, fold, scoring and protocol.
+    median, erode, erode_mode, min_component, ignores, order, component_rule
+        As :func:`evaluate_pathology`.
+
+    Returns
+    -------
+    list of dict
+        One row per subject and target FPR: ``subject``, ``split``, ``target_fpr``, ``threshold``,
+        ``dice``, ``sensitivity`` (voxel recall), ``fpr`` (false positives / healthy brain voxels),
+        ``precision``; NaN where a subject has no lesion (dice, sensitivity, precision).
+    """
+    if not thresholds:
+        raise ValueError("no healthy-FPR thresholds: the healthy evaluation has no validation subjects")
+    pp = postprocess_all(maps, masks, median=median, erode=erode, erode_mode=erode_mode, order=order)
+    pp, masks, segs = drop_ignored(pp, masks, segs, ignores)
+    rows = []
+    for target, thr in sorted(((float(k), float(v)) for k, v in thresholds.items())):
+        for i, subject in enumerate(subjects):
+            m = segmentation_metrics(pp[i], segs[i], masks[i], thr, min_component=min_component,
+                                     component_rule=component_rule)
+            rows.append({"subject": subject, "split": split[i], "target_fpr": target, "threshold": thr,
+                         "dice": m["dice"], "sensitivity": m["recall"], "fpr": m["fpr"],
+                         "precision": m["precision"]})
+    return rows
+
+
+def apply_fpr_stored(options: dict, scores_path: str | Path, volumes_path: str | Path,
+                     healthy_threshold_path: str | Path, conventions: dict | None = None) -> list[dict]:
+    """:func:`apply_fpr_thresholds` on the files the workflow wrote: the pathology scores and pack, and the
+    ``threshold.json`` of the healthy evaluation (its ``fpr_thresholds``).
+
+    Raises
+    ------
+    ValueError
+        The healthy threshold file has no ``fpr_thresholds`` (names the file).
+    """
+    import json
+
+    healthy = json.loads(Path(healthy_threshold_path).read_text())
+    thresholds = healthy.get("fpr_thresholds")
+    if not thresholds:
+        raise ValueError(f"{healthy_threshold_path}: no fpr_thresholds (is it the evaluation of a healthy "
+                         "dataset with validation subjects?)")
+    maps, subjects, split, _, masks, segs, ignores = load_stored(scores_path, volumes_path)
+    conv = {**PRESETS[DEFAULT_PRESET], **(conventions or {})}
+    return apply_fpr_thresholds(maps, segs, masks, split, subjects, thresholds, median=options["median"],
+                                erode=options["erode"], erode_mode=options.get("erode_mode", "2d"),
+                                min_component=options["min_component"], ignores=ignores,
+                                order=conv["postprocess_order"], component_rule=conv["component_rule"])

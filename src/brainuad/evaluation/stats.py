@@ -320,7 +320,8 @@ def table_stats(spec: dict, load: Callable, folds, models: dict, datasets: dict,
             cells = []
             for row in spec["rows"]:
                 row = table_row(row, default_run)
-                got = [read(row["model"], row["run"], f, ds, row["scoring"]) for f in folds]
+                extra = (row["protocol"],) if row.get("protocol", "default") != "default" else ()
+                got = [read(row["model"], row["run"], f, ds, row["scoring"], *extra) for f in folds]
                 samples = cell_samples(got, metric, pooled_metrics)
                 cells.append((row, row_label(row, models), samples))
             means = {i: c[2]["fold_mean"] for i, c in enumerate(cells) if math.isfinite(c[2]["fold_mean"])}

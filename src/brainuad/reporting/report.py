@@ -16,6 +16,7 @@ import pandas as pd
 import yaml
 
 from .pdf import build_report
+from .detection import healthy_fpr_pages, lesionwise_pages
 from .tables import METRICS, row_scoring, wide
 from .timing import display as timing_display
 
@@ -137,7 +138,7 @@ def sweep_caption(name: str, sweep: dict, captions: dict) -> str:
 
 
 def figure_page(image: str | Path, captions: dict, *, tables: dict, qualitative: dict,
-                sweeps: dict) -> tuple[str, str | Path, str]:
+                sweeps: dict, lesion_overlap: str = "any") -> tuple[str, str | Path, str]:
     """(title, image, caption) of one figure, by its file name (``qualitative_<table>``, ``training_curves``,
     ``domain_shift``, ``mhd``, ``sweep_<sweep>``)."""
     name = Path(image).stem
@@ -158,6 +159,10 @@ def figure_page(image: str | Path, captions: dict, *, tables: dict, qualitative:
         return "Mean l1 error on healthy and lesion voxels (Figure 4.1 analogue)", image, captions["p81_l1"]
     if name == "p81_lesion_size":
         return "Subject-wise Dice against lesion size (P8.1-Fig4 analogue)", image, captions["p81_lesion_size"]
+    if name.startswith("lesionwise_"):
+        table = name[len("lesionwise_"):]
+        return (f"Lesion-wise detection by lesion size: {tables[table].get('title', table)}", image,
+                captions["lesionwise"].format(overlap=lesion_overlap))
     if name.startswith("sweep_"):
         sweep = sweeps[name[len("sweep_"):]]
         return sweep.get("title", name), image, sweep_caption(name[len("sweep_"):], sweep, captions)
@@ -210,7 +215,8 @@ def _first_shown(n: int) -> str:
 def write_report(path: str | Path, *, captions, tables, inference, figures, qc_tables, qc_exclusions, qc_figures,
                  table_specs: dict, qualitative: dict, inference_time: dict, sweeps: dict, datasets: dict,
                  title: str, config: dict, benchmarks: str | Path, configfiles=(), preset: str = "-",
-                 conventions=(), published=(), claims=()) -> None:
+                 conventions=(), published=(), claims=(), lesionwise=(), healthy_fpr=(),
+                 lesion_overlap: float = 0.0) -> None:
     """Write results/report/benchmark.pdf.
 
     Parameters
@@ -231,6 +237,8 @@ def write_report(path: str | Path, *, captions, tables, inference, figures, qc_t
         (:meth:`brainuad.study.Study.conventions_provenance`), listed on the provenance page
     published : config/published/*.tsv files the tables declare
     claims : [] or [the claims TSV]
+    lesionwise, healthy_fpr : long TSVs of the lesion-wise and healthy-FPR tables (report.lesionwise / healthy_fpr)
+    lesion_overlap : evaluation.lesions.overlap (the detection rule in the captions)
     """
     caps = read_captions(captions)
     table_pages = []
@@ -247,8 +255,15 @@ def write_report(path: str | Path, *, captions, tables, inference, figures, qc_t
         table_pages.append(claims_table(claims[0]))
     if inference:
         table_pages.append(inference_table(inference[0], inference_time, caps))
-    figure_pages = [figure_page(fig, caps, tables=table_specs, qualitative=qualitative, sweeps=sweeps)
-                    for fig in figures]
+    overlap = f"{lesion_overlap:.0%}" if lesion_overlap else "any"
+    for tsv in lesionwise:
+        spec = table_specs[Path(tsv).stem[len("lesionwise_"):]]
+        table_pages += lesionwise_pages(tsv, spec, textwrap.fill(caps["lesionwise"].format(overlap=overlap), NOTE_WIDTH))
+    for tsv in healthy_fpr:
+        spec = table_specs[Path(tsv).stem[len("healthy_fpr_"):]]
+        table_pages += healthy_fpr_pages(tsv, spec, caps["healthy_fpr"])
+    figure_pages = [figure_page(fig, caps, tables=table_specs, qualitative=qualitative, sweeps=sweeps,
+                                lesion_overlap=overlap) for fig in figures]
     for qc_tsv, excl_tsv, qc_png in zip(qc_tables, qc_exclusions, qc_figures):
         ds = Path(qc_tsv).parent.name
         more_tables, more_figures = qc_pages(qc_tsv, excl_tsv, qc_png, datasets.get(ds, {}).get("label", ds), caps)

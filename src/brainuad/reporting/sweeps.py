@@ -22,7 +22,7 @@ def sweep_metrics(sweep: dict) -> list[str]:
 
 
 def collect_sweep(kind: str, sweep: dict, *, ids: list[str], points: list[dict], folds, models: dict,
-                  datasets: dict, run: str) -> tuple[pd.DataFrame, pd.DataFrame | None, str, str]:
+                  datasets: dict, run: str, protocol: str = "default") -> tuple[pd.DataFrame, pd.DataFrame | None, str, str]:
     """Aggregate every point of a sweep (and its reference) over the folds.
 
     Parameters
@@ -36,6 +36,8 @@ def collect_sweep(kind: str, sweep: dict, *, ids: list[str], points: list[dict],
         Model sweep: one ``{"run", "value"}`` per row of the sweep table.
     folds, models, datasets, run
         Fold numbers, the ``models`` and ``datasets`` config sections, the default run id.
+    protocol : str
+        The sweep's evaluation protocol id (:mod:`brainuad.evaluation.overrides`).
 
     Returns
     -------
@@ -48,7 +50,8 @@ def collect_sweep(kind: str, sweep: dict, *, ids: list[str], points: list[dict],
     metrics = sweep_metrics(sweep)
 
     def collect(model, run_id, scoring):
-        spec = {"rows": [{"model": model, "run": run_id, "scoring": scoring}], "datasets": sweep["datasets"],
+        spec = {"rows": [{"model": model, "run": run_id, "scoring": scoring, "protocol": protocol}],
+                "datasets": sweep["datasets"],
                 "metrics": metrics}
         return aggregate(spec, eval_dir, folds, models, datasets, default_run=run)
 

@@ -31,6 +31,11 @@ METRICS = {
     "psnr": ("PSNR (dB)", 1.0, True),
     "l1": ("l1 (e-3)", 1000.0, False),
     "lpips": ("LPIPS (e-3)", 1000.0, False),
+    "auroc": ("AUROC", 100.0, True),
+    "auroc_pooled": ("AUROC pooled", 100.0, True),
+    "lesion_sensitivity": ("Lesion sens.", 100.0, True),
+    "lesion_sensitivity_pooled": ("Lesion sens. pooled", 100.0, True),
+    "fp_components": ("FP comp./vol.", 1.0, False),
 }
 
 #: metrics that need an optional resource; a fold without it records ``{metric: "not configured"}``
@@ -38,7 +43,7 @@ METRICS = {
 OPTIONAL = {"lpips"}
 
 #: metrics stored once per dataset and fold in threshold.json["pooled"] rather than per subject
-POOLED = {"auprc_pooled", "dice_pooled"}
+POOLED = {"auprc_pooled", "dice_pooled", "auroc_pooled", "lesion_sensitivity_pooled"}
 
 #: the scoring of a table row or model sweep that names none
 DEFAULT_SCORING = "l1"
@@ -104,22 +109,24 @@ def aggregate(spec: dict, eval_dir, folds, models: dict, datasets: dict, default
         row = table_row(row, default_run)
         model, scoring, run = row["model"], row["scoring"], row["run"]
         label = row_label(row, models)
+        # a row under its own evaluation protocol (brainuad.evaluation.overrides) reads that evaluation
+        extra = (row["protocol"],) if row.get("protocol", "default") != "default" else ()
         for ds in spec["datasets"]:
             for metric in spec["metrics"]:
                 vals = []
                 for fold in folds:
-                    d = Path(eval_dir(model, run, fold, ds, scoring))
+                    d = Path(eval_dir(model, run, fold, ds, scoring, *extra))
                     vals.append(fold_value(d / "metrics.tsv", d / "threshold.json", metric))
                 arr = np.asarray(vals, dtype=float)
                 finite = arr[np.isfinite(arr)]
                 std_of = finite
                 if spread == "subjects" and metric not in POOLED:
-                    subj = np.concatenate([subject_values(Path(eval_dir(model, run, f, ds, scoring)) / "metrics.tsv",
+                    subj = np.concatenate([subject_values(Path(eval_dir(model, run, f, ds, scoring, *extra)) / "metrics.tsv",
                                                           metric) for f in folds])
                     std_of = subj[np.isfinite(subj)]
                 note = ""
                 if metric in OPTIONAL and not finite.size:
-                    d = Path(eval_dir(model, run, folds[0], ds, scoring))
+                    d = Path(eval_dir(model, run, folds[0], ds, scoring, *extra))
                     note = str(json.loads((d / "threshold.json").read_text()).get(metric, ""))
                 lines.append({
                     "row": label, "model": model, "run": run, "scoring": scoring, "dataset": ds,
