@@ -40,6 +40,9 @@ EVAL_DIR = f"results/eval/{RUN_KEY}/{{dataset}}/{{scoring}}"
 THRESHOLD = f"{EVAL_DIR}/threshold.json"
 METRICS = f"{EVAL_DIR}/metrics.tsv"
 
+#: anomaly maps and segmentations as NIfTI for viewers (brainuad.evaluation.viewer_maps; target all_maps)
+VIEWER_MAPS = f"results/maps/{RUN_KEY}/{{dataset}}/{{scoring}}"
+
 #: one analysis output; ext: tsv (table) or npz (histograms)
 DOMAIN_SHIFT = f"results/analysis/domain_shift/{RUN_KEY}.{{ext}}"
 

@@ -116,5 +116,6 @@ rule qc:
         "../../envs/report.yaml"
     params:
         label=lambda wc: DATASETS[wc.dataset].get("label", wc.dataset),
+        flags=canon(config["qc"]),
     script:
         "../scripts/qc.py"
