@@ -32,10 +32,10 @@ def page_problems(monkeypatch):
 
 
 def wide_long_table() -> pd.DataFrame:
-    """40 rows x 24 columns with long headers and 12-character cells: too wide and too tall for one page."""
-    columns = [f"Dataset number {j} with a long name · DICE" for j in range(24)]
-    data = [[f"{10 * i + j:.2f} ± 10.00" for j in range(24)] for i in range(40)]
-    return pd.DataFrame(data, columns=columns, index=pd.Index([f"model-{i:02d}" for i in range(40)], name="Model"))
+    """30 rows x 16 columns with long headers and 12-character cells: too wide and too tall for one page."""
+    columns = [f"Dataset number {j} with a long name · DICE" for j in range(16)]
+    data = [[f"{10 * i + j:.2f} ± 10.00" for j in range(16)] for i in range(30)]
+    return pd.DataFrame(data, columns=columns, index=pd.Index([f"model-{i:02d}" for i in range(30)], name="Model"))
 
 
 def test_page_overflow_detects_what_runs_off():
@@ -112,3 +112,31 @@ def test_sweep_with_two_points_says_so_and_draws_no_line(monkeypatch):
 def test_sweep_with_three_points_draws_its_line(monkeypatch):
     texts, styles = sweep_texts(monkeypatch, [0.5, 1.0, 2.0])
     assert not texts and "-" in styles
+
+
+def test_tall_figure_is_split_at_blank_rows():
+    """Twelve 100 px grey panels separated by 20 px white gaps, 300 px wide: cuts fall into the gaps."""
+    rows = []
+    for k in range(12):
+        rows += [np.full((100, 300, 3), 0.2 + 0.05 * k), np.ones((20, 300, 3))]
+    img = np.concatenate(rows)
+    parts = pdf_mod.split_tall_image(img, 1.3)  # at most 390 px per part
+    assert len(parts) > 1 and sum(p.shape[0] for p in parts) == img.shape[0]
+    for part in parts:
+        assert part.shape[0] <= 390
+        # every part ends in a gap: no panel is cut in two
+        assert (part[-1] == 1.0).all()
+    assert pdf_mod.split_tall_image(img[:200], 1.3)[0] is not None and len(pdf_mod.split_tall_image(img[:200], 1.3)) == 1
+
+
+def test_tall_figure_gets_several_pages(tmp_path, page_problems):
+    problems, pages = page_problems
+    rows = []
+    for k in range(20):
+        rows += [np.full((100, 300, 3), 0.3), np.ones((20, 300, 3))]
+    image = tmp_path / "tall.png"
+    plt.imsave(image, np.concatenate(rows))
+    pdf_mod.build_report(tmp_path / "r.pdf", title="t", tables=[], figures=[("Qualitative", image, "c")],
+                         config_text="a: 1", benchmark_dir=tmp_path)
+    titles = [fig.texts[0].get_text() for fig in pages]
+    assert sum("Qualitative (part" in t for t in titles) >= 2 and problems == []

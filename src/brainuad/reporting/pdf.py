@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 
@@ -220,10 +221,59 @@ def _table_figure(pdf: PdfPages, title: str, table: pd.DataFrame, note: str = ""
     plt.close(fig)
 
 
+#: image area of a portrait page (figure fractions, below the title and above a short caption)
+IMAGE_AREA = (0.03, 0.06, 0.94, 0.88)
+
+
+def split_tall_image(img, max_aspect: float) -> list:
+    """Cut an image taller than ``max_aspect`` (height / width) into parts that are not, at blank rows.
+
+    Each cut goes through the last all-white pixel row (every channel >= 0.97, e.g. the gap between two
+    rows of subplots) that keeps the part within ``max_aspect``; where a part has no blank row, it is cut at
+    the limit.
+
+    Parameters
+    ----------
+    img : ndarray, (H, W) or (H, W, C), values in [0, 1]
+    max_aspect : float
+
+    Returns
+    -------
+    list of ndarray: the parts, top to bottom (the image itself when it fits).
+    """
+    h, w = img.shape[:2]
+    limit = max(1, int(w * max_aspect))
+    if h <= limit:
+        return [img]
+    rgb = img[..., :3] if img.ndim == 3 else img[..., None]
+    blank = (rgb >= 0.97).all(axis=(1, 2))
+    parts, top = [], 0
+    while h - top > limit:
+        window = blank[top + limit // 3: top + limit]  # not so early that a part is almost empty
+        candidates = top + limit // 3 + np.flatnonzero(window)
+        cut = int(candidates[-1]) + 1 if len(candidates) else top + limit
+        parts.append(img[top:cut])
+        top = cut
+    parts.append(img[top:])
+    return parts
+
+
 def _image_page(pdf: PdfPages, title: str, image: str | Path, caption: str = "") -> None:
+    """One page of a figure (landscape when wider than tall); a figure too tall to be read on one page is
+    split over several at blank rows (:func:`split_tall_image`), "(part k of n)" in the title."""
     img = plt.imread(image)
+    if np.issubdtype(img.dtype, np.integer):
+        img = img / 255.0
     h, w = img.shape[:2]
     size = A4 if h >= w else (A4[1], A4[0])
+    page_aspect = (IMAGE_AREA[3] * size[1]) / (IMAGE_AREA[2] * size[0])
+    parts = split_tall_image(img, page_aspect * 1.05) if h >= w else [img]
+    for k, part in enumerate(parts):
+        page_title = title + (f" (part {k + 1} of {len(parts)})" if len(parts) > 1 else "")
+        _image_figure(pdf, page_title, part, size, caption)
+
+
+def _image_figure(pdf: PdfPages, title: str, img, size, caption: str = "") -> None:
     fig = plt.figure(figsize=size)
     title = _wrap_title(title, size[0] * 0.9)
     fig.text(0.05, 0.97, title, fontsize=12, weight="bold", va="top")
