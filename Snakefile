@@ -1,5 +1,5 @@
 # brainuad: deep generative models for unsupervised anomaly detection in brain MRI.
-# Targets: all_tables (tables + sweeps + report, the default), all_data, all_models, all_sweeps.
+# Targets: all_tables (tables + sweeps + report, the default), all_data, all_models, all_sweeps, all_maps.
 # Data flow and path scheme: see README.md and ../shared/design/ARCHITECTURE.md.
 
 from pathlib import Path
@@ -10,6 +10,9 @@ from pathlib import Path
 if not workflow.overwrite_configfiles:
 
     configfile: str(Path(workflow.basedir) / "config" / "config.yaml")
+
+
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
@@ -27,6 +30,7 @@ localrules:
     all_models,
     all_sweeps,
     all_data,
+    all_maps,
 
 
 rule all_tables:
@@ -48,6 +52,12 @@ rule all_data:
 rule all_models:
     input:
         STUDY.all_model_files(),
+
+
+rule all_maps:
+    # Anomaly maps and segmentations as NIfTI for image viewers (config viewer_maps); not part of all_tables.
+    input:
+        STUDY.viewer_map_dirs(),
 
 
 rule all_sweeps:

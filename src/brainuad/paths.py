@@ -48,6 +48,9 @@ PROTOCOL_THRESHOLD = f"{PROTOCOL_EVAL_DIR}/threshold.json"
 PROTOCOL_METRICS = f"{PROTOCOL_EVAL_DIR}/metrics.tsv"
 PROTOCOL_FPR_METRICS = f"{PROTOCOL_EVAL_DIR}/fpr.tsv"
 
+#: anomaly maps and segmentations as NIfTI for viewers (brainuad.evaluation.viewer_maps; target all_maps)
+VIEWER_MAPS = f"results/maps/{RUN_KEY}/{{dataset}}/{{scoring}}"
+
 #: one analysis output; ext: tsv (table) or npz (histograms)
 DOMAIN_SHIFT = f"results/analysis/domain_shift/{RUN_KEY}.{{ext}}"
 

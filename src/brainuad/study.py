@@ -485,6 +485,29 @@ class Study:
                                              run=run, fold=fold))
         return keys
 
+    def viewer_map_dirs(self) -> list[str]:
+        """Folders of the ``viewer_maps`` rule (target ``all_maps``): config ``viewer_maps`` -- every (model,
+        run, scoring) row of its tables (every table when ``tables`` is null) on their pathology datasets,
+        at its folds."""
+        spec = self.config.get("viewer_maps") or {}
+        tables = spec.get("tables") or list(self.tables)
+        unknown = [t for t in tables if t not in self.tables]
+        if unknown:
+            raise config_error(f"viewer_maps.tables: unknown tables {unknown}; known: {sorted(self.tables)}")
+        bad = [f for f in spec.get("folds", [0]) if f not in self.folds]
+        if bad:
+            raise config_error(f"viewer_maps.folds: {bad} not among the {len(self.folds)} folds of splits.folds")
+        dirs = set()
+        for name in tables:
+            for row in self.table_rows[name]:
+                for ds in self.tables[name]["datasets"]:
+                    if self.datasets[ds]["role"] == "healthy":
+                        continue
+                    for fold in spec.get("folds", [0]):
+                        dirs.add(paths.fill(paths.VIEWER_MAPS, trainset=self.trainset_of(ds), model=row["model"],
+                                            run=row["run"], fold=fold, dataset=ds, scoring=row["scoring"]))
+        return sorted(dirs)
+
     def all_model_files(self) -> list[str]:
         return sorted({paths.fill(paths.MODEL, **key) for key in self._trained()})
 

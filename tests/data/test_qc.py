@@ -197,3 +197,20 @@ def test_exclusion_summary_ignores_a_qc_table_older_than_the_manifest(tmp_path):
     _tsv(tmp_path / "results/data/a/manifest.tsv", "subject\timage", ["x\tx.nii.gz"])
     _tsv(tmp_path / "results/data/a/exclusions.tsv", "source\tsubject\tfile\treason", [])
     assert exclusion_summary(["a"], tmp_path).splitlines()[1] == "  a: 1 of 1 subjects kept, 0 excluded"
+
+
+def test_crop_flag_needs_a_fraction_of_the_brain():
+    """Records with ``brain_voxels_before_crop``: 50 of 10000 removed (0.5 %) passes the 1 % default, 300 (3 %)
+    is flagged; 0 flags any removed voxel; the transform parameters never become a QC column."""
+    records = [{**record("a", removed=50), "brain_voxels_before_crop": 10000},
+               {**record("b", removed=300), "brain_voxels_before_crop": 10000},
+               {**record("c", removed=0), "brain_voxels_before_crop": 10000,
+                "registration_transform": [{"type": "AffineTransform_float_3_3", "parameters": [1.0] * 12,
+                                            "fixed_parameters": [0.0] * 3}]}]
+    table = qc_table(records).set_index("subject")
+    assert list(table["flag_crop"]) == [False, True, False]
+    assert table.loc["a", "crop_removed_fraction"] == pytest.approx(0.005)
+    assert "3.0% of the brain > 1.0%" in table.loc["b", "reasons"]
+    assert not any(c.startswith("registration_transform") for c in table.columns)
+    strict = qc_table(records, max_crop_removed_fraction=0.0).set_index("subject")
+    assert list(strict["flag_crop"]) == [True, True, False]

@@ -41,11 +41,13 @@ def test_shipped_captions_fill_their_fields():
               "qualitative": dict(fold=0), "sweep_model": dict(models="a", table="t", settings="x -> y", scoring="l1",
                                                                 dashed="d", name="sweep_s", folds="fold 0"),
               "sweep_scoring": dict(scoring="ssim", param="sigma", values=[1], model="a", dashed="d", name="sweep_s"),
-              "qc_flagged": dict(n_flagged=1, n_subjects=2, first_shown="", dataset="h"),
+              "qc_flagged": dict(n_flagged=1, n_subjects=2, first_shown="", dataset="h", crop_fraction="1.0%",
+                                 mad_threshold="3.5"),
               "qc_excluded": dict(n_excluded=1, first_shown="", dataset="h"), "qc_slices": dict(dataset="h"),
               "training_curves": {}, "domain_shift": {}, "mhd": {}, "p81_slicewise": {}, "p81_lesion_size": {},
               "p81_l1": {},
-              "lesionwise": dict(overlap="any"), "healthy_fpr": dict(targets="1 %", source="x.tsv")}
+              "lesionwise": dict(overlap="any"), "healthy_fpr": dict(targets="1 %", source="x.tsv"),
+              "sweep": {}, "benchmark_pdf": {}, "workflow": {}}  # the last three: HTML report only
     assert set(caps) == set(fields)
     for kind, values in fields.items():
         assert "{" not in caps[kind].format(**values)

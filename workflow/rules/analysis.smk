@@ -34,7 +34,8 @@ rule domain_shift_figure:
         tsv=STUDY.domain_shift_files("tsv"),
         hist=STUDY.domain_shift_files("npz"),
     output:
-        figure=paths.DOMAIN_SHIFT_FIGURE,
+        figure=report(paths.DOMAIN_SHIFT_FIGURE, caption="../report/domain_shift.rst", category="Figures",
+                      subcategory="Domain shift", labels={"figure": "domain shift"}),
         table=paths.DOMAIN_SHIFT_TABLE,
     log:
         "logs/domain_shift/figure.log",
@@ -55,9 +56,12 @@ rule p81_analysis:
         metrics=[e["metrics"] for e in STUDY.p81_entries()],
     output:
         table=paths.P81_TABLE,
-        slicewise=paths.fill(paths.P81_FIGURE, kind="slicewise"),
-        size=paths.fill(paths.P81_FIGURE, kind="lesion_size"),
-        l1=paths.fill(paths.P81_FIGURE, kind="l1"),
+        slicewise=report(paths.fill(paths.P81_FIGURE, kind="slicewise"), caption="../report/p81_slicewise.rst",
+                         category="Figures", subcategory="P8.1", labels={"figure": "slice-wise detection"}),
+        size=report(paths.fill(paths.P81_FIGURE, kind="lesion_size"), caption="../report/p81_lesion_size.rst",
+                    category="Figures", subcategory="P8.1", labels={"figure": "Dice vs lesion size"}),
+        l1=report(paths.fill(paths.P81_FIGURE, kind="l1"), caption="../report/p81_l1.rst",
+                  category="Figures", subcategory="P8.1", labels={"figure": "l1 residual"}),
     log:
         "logs/p81_analysis.log",
     conda:

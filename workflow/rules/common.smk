@@ -171,3 +171,21 @@ def sweep_ids(wildcards):
 
 def sweep_points(wildcards):
     return STUDY.sweep_points(wildcards.sweep)
+
+
+# ---------------------------------------------------------------- viewer maps
+def viewer_map_inputs(wildcards):
+    """Scores, pack, threshold and every subject's QC record (the stored registration) of one evaluation."""
+    key = {k: wildcards[k] for k in ("trainset", "model", "run", "fold", "dataset", "scoring")}
+    return {
+        "scores": paths.fill(paths.SCORES, **key),
+        "threshold": paths.fill(paths.THRESHOLD, **key),
+        "volumes": paths.fill(paths.VOLUMES, dataset=wildcards.dataset),
+        "manifest": paths.fill(paths.MANIFEST, dataset=wildcards.dataset),
+        "qc": preprocessed_files(wildcards)["qc"],
+    }
+
+
+def viewer_map_raw_images(wildcards):
+    """{subject: raw scan} of a dataset, from its manifest."""
+    return {row["subject"]: row["image"] for row in manifest_table(wildcards.dataset).to_dict("records")}

@@ -105,8 +105,10 @@ rule qc:
     input:
         unpack(qc_inputs),
     output:
-        table=paths.QC_TABLE,
-        figure=paths.QC_FIGURE,
+        table=report(paths.QC_TABLE, caption="../report/qc_flagged.rst", category="Data quality",
+                     labels={"dataset": "{dataset}", "file": "QC table"}),
+        figure=report(paths.QC_FIGURE, caption="../report/qc_slices.rst", category="Data quality",
+                      labels={"dataset": "{dataset}", "file": "mid-slices"}),
         exclusions=paths.QC_EXCLUSIONS,
     log:
         "logs/qc/{dataset}.log",
@@ -116,5 +118,6 @@ rule qc:
         "../../envs/report.yaml"
     params:
         label=lambda wc: DATASETS[wc.dataset].get("label", wc.dataset),
+        flags=canon(config["qc"]),
     script:
         "../scripts/qc.py"

@@ -65,3 +65,24 @@ use rule evaluate_fpr as evaluate_fpr_protocol with:
         "logs/evaluate_fpr/{trainset}/{model}/{run}/fold-{fold}/{dataset}/{scoring}/protocol-{protocol}.log",
     benchmark:
         "results/benchmarks/evaluate_fpr/{trainset}/{model}/{run}/fold-{fold}/{dataset}/{scoring}/protocol-{protocol}.tsv"
+rule viewer_maps:
+    # Post-processed maps and binarised segmentations of the test subjects as NIfTI, on the pre-processed grid
+    # and on the raw scans (inverse registration); target all_maps (brainuad.evaluation.viewer_maps).
+    input:
+        unpack(viewer_map_inputs),
+    output:
+        directory(paths.VIEWER_MAPS),
+    log:
+        "logs/viewer_maps/{trainset}/{model}/{run}/fold-{fold}/{dataset}/{scoring}.log",
+    benchmark:
+        "results/benchmarks/viewer_maps/{trainset}/{model}/{run}/fold-{fold}/{dataset}/{scoring}.tsv"
+    conda:
+        "../../envs/viewer_maps.yaml"
+    params:
+        options=canon(config["evaluation"]),
+        conventions=lambda wc: STUDY.evaluation_conventions(wc.dataset),
+        raw_images=viewer_map_raw_images,
+        split=config["viewer_maps"]["split"],
+        raw_space=config["viewer_maps"]["raw_space"],
+    script:
+        "../scripts/viewer_maps.py"

@@ -54,7 +54,9 @@ rule table:
         metrics=table_input,
         stats=paths.TABLE_STATS,
     output:
-        **{ext: paths.fill(paths.TABLE, ext=ext) for ext in paths.TABLE_EXTS},
+        **{ext: paths.fill(paths.TABLE, ext=ext) for ext in paths.TABLE_EXTS if ext != "tsv"},
+        tsv=report(paths.fill(paths.TABLE, ext="tsv"), caption="../report/table.rst", category="Tables",
+                   labels={"table": "{table}"}),
     log:
         "logs/table/{table}.log",
     conda:
@@ -74,7 +76,8 @@ rule qualitative_figure:
     input:
         qualitative_inputs,
     output:
-        paths.QUALITATIVE_FIGURE,
+        report(paths.QUALITATIVE_FIGURE, caption="../report/qualitative.rst", category="Figures",
+               subcategory="Qualitative", labels={"table": "{table}"}),
     log:
         "logs/qualitative_figure/{table}.log",
     conda:
@@ -96,7 +99,8 @@ rule training_curves:
     input:
         STUDY.train_logs(),
     output:
-        paths.TRAINING_CURVES,
+        report(paths.TRAINING_CURVES, caption="../report/training_curves.rst", category="Figures",
+               subcategory="Training", labels={"figure": "training curves"}),
     log:
         "logs/training_curves/training_curves.log",
     conda:
@@ -109,7 +113,8 @@ rule report:
     input:
         **STUDY.report_inputs(),
     output:
-        paths.REPORT,
+        report(paths.REPORT, caption="../report/benchmark_pdf.rst", category="Report",
+               labels={"file": "benchmark.pdf"}),
     log:
         "logs/report/report.log",
     conda:
@@ -134,7 +139,8 @@ rule sweep_figure:
     input:
         sweep_inputs,
     output:
-        figure=paths.SWEEP_FIGURE,
+        figure=report(paths.SWEEP_FIGURE, caption="../report/sweep.rst", category="Figures", subcategory="Sweeps",
+                      labels={"sweep": "{sweep}"}),
         table=paths.SWEEP_TABLE,
     log:
         "logs/sweep_figure/{sweep}.log",
@@ -158,7 +164,8 @@ rule mhd_figure:
     input:
         **STUDY.mhd_figure_inputs(),
     output:
-        paths.MHD_FIGURE,
+        report(paths.MHD_FIGURE, caption="../report/mhd.rst", category="Figures", subcategory="Scores",
+               labels={"figure": "MHD scores"}),
     log:
         "logs/mhd_figure/mhd_figure.log",
     conda:
@@ -176,7 +183,8 @@ rule inference_time:
         [job["file"] for job in STUDY.inference_time_jobs()],
     output:
         tsv=paths.fill(paths.INFERENCE_TIME, ext="tsv"),
-        md=paths.fill(paths.INFERENCE_TIME, ext="md"),
+        md=report(paths.fill(paths.INFERENCE_TIME, ext="md"), caption="../report/inference_time.rst",
+                  category="Tables", labels={"table": "inference time"}),
     log:
         "logs/inference_time/inference_time.log",
     conda:

@@ -8,7 +8,8 @@ log = log_to(snakemake.log[0])
 i, o = snakemake.input, snakemake.output
 table, flagged, excluded, written = write_dataset_qc(
     snakemake.wildcards.dataset, snakemake.params.label, records=i.qc, scan_exclusions=i.exclusions,
-    volumes=i.volumes, table=o.table, exclusions=o.exclusions, figure=o.figure)
+    volumes=i.volumes, table=o.table, exclusions=o.exclusions, figure=o.figure,
+    flags=snakemake.params.flags)
 log.info("%d subjects, %d flagged: %s", len(table), len(flagged), flagged)
 log.info("%d subjects excluded", len(excluded))
 log.info("figure pages %s", [str(p) for p in written])

@@ -21,6 +21,11 @@ def ras_to_dhw(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr.transpose(2, 1, 0)[:, ::-1, :])
 
 
+def dhw_to_ras(arr: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`ras_to_dhw`: (D, H, W) -> canonical RAS (X, Y, Z)."""
+    return np.ascontiguousarray(np.asarray(arr)[:, ::-1, :].transpose(2, 1, 0))
+
+
 def pack_dataset(subjects: list[str], nifti_dir: str | Path, out: str | Path, ages=None) -> dict:
     """Stack ``{subject}_{image,mask,seg}.nii.gz`` of every subject into ``out`` (.npz).
 

@@ -17,7 +17,10 @@ subject and flags
   registered to a T1 template, so the magnitude is compared);
 * labels off the brain: ``lesion_voxels_outside_mask / lesion_voxels_template >
   max_lesion_outside_fraction``;
-* brain cut by the crop: ``brain_voxels_removed_by_crop > 0``.
+* brain cut by the crop: ``brain_voxels_removed_by_crop / brain_voxels_before_crop >
+  max_crop_removed_fraction`` (default 1 %; records without ``brain_voxels_before_crop`` compare the count
+  with 0). A tight crop_pad box clips the outermost brain-mask voxels of most subjects (a few tenths of a
+  percent); a flag should mark a brain that actually lost tissue, not every subject.
 
 :func:`qc_figure` draws axial / coronal / sagittal mid-slices of every subject (pages of
 ``max_per_page`` subjects). :func:`exclusions_table` turns the exclusion records of
@@ -81,6 +84,8 @@ def flatten_qc(record: Mapping) -> dict:
     """
     flat: dict = {}
     for key, value in record.items():
+        if key == "registration_transform":  # transform parameters (brainuad.data.preprocess.raw_space), no QC value
+            continue
         if key == "intensity_percentiles" and isinstance(value, Mapping):
             items = sorted(value.items(), key=lambda kv: _percentile_rank(kv[0]))
             for name, number in items:
@@ -157,6 +162,7 @@ def qc_table(
     mad_threshold: float = 3.5,
     min_registration_correlation: float = 0.5,
     max_lesion_outside_fraction: float = 0.1,
+    max_crop_removed_fraction: float = 0.01,
     outlier_columns: Sequence[str] = DEFAULT_OUTLIER_COLUMNS,
     min_subjects: int = 5,
 ) -> pd.DataFrame:
@@ -172,6 +178,8 @@ def qc_table(
         Smallest accepted ``|r|`` of the registered, bias-corrected image with the template.
     max_lesion_outside_fraction : float
         Largest accepted fraction of the (template-space) lesion outside the brain mask.
+    max_crop_removed_fraction : float
+        Largest accepted fraction of the brain-mask voxels removed by crop/pad.
     outlier_columns : sequence of str
         Columns checked with the robust z-score (missing ones are skipped).
     min_subjects : int
@@ -227,11 +235,17 @@ def qc_table(
                               f"(> {max_lesion_outside_fraction:.0%})")
     if "brain_voxels_removed_by_crop" in table.columns:
         removed = pd.to_numeric(table["brain_voxels_removed_by_crop"], errors="coerce").fillna(0)
-        flags = (removed > 0).to_numpy()
+        before = pd.to_numeric(table.get("brain_voxels_before_crop", pd.Series(np.nan, index=table.index)),
+                               errors="coerce")
+        fraction = (removed / before.where(before > 0)).fillna(0.0)
+        table["crop_removed_fraction"] = fraction.where(before > 0)
+        known = before.gt(0).to_numpy()
+        flags = np.where(known, fraction.to_numpy() > max_crop_removed_fraction, (removed > 0).to_numpy())
         table["flag_crop"] = flags
         flag_columns.append("flag_crop")
         for i in np.flatnonzero(flags):
-            reasons[i].append(f"crop/pad removed {int(removed.iloc[i])} brain voxels (crop_pad too small)")
+            share = f" ({fraction.iloc[i]:.1%} of the brain > {max_crop_removed_fraction:.1%})" if known[i] else ""
+            reasons[i].append(f"crop/pad removed {int(removed.iloc[i])} brain voxels{share} (crop_pad too small)")
     table["n_flags"] = table[flag_columns].sum(axis=1).astype(int) if flag_columns else 0
     table["flagged"] = table["n_flags"] > 0
     table["reasons"] = ["; ".join(r) for r in reasons]
@@ -401,7 +415,7 @@ def dataset_exclusions(scan_exclusions: str | Path, records: Sequence[Mapping], 
 
 def write_dataset_qc(dataset: str, label: str, *, records: Sequence[str | Path], scan_exclusions: str | Path,
                      volumes: str | Path, table: str | Path, exclusions: str | Path,
-                     figure: str | Path) -> tuple[pd.DataFrame, list[str], pd.DataFrame, list[Path]]:
+                     figure: str | Path, flags: Mapping | None = None) -> tuple[pd.DataFrame, list[str], pd.DataFrame, list[Path]]:
     """QC table, exclusions table and mid-slice figure of one dataset.
 
     Parameters
@@ -411,6 +425,8 @@ def write_dataset_qc(dataset: str, label: str, *, records: Sequence[str | Path],
     scan_exclusions : the adapter's exclusions TSV
     volumes : the dataset's pack (subjects the preprocess rule excluded are not in it)
     table, exclusions, figure : outputs (TSV, TSV, image; further figure pages next to it)
+    flags : keyword arguments of :func:`qc_table` (config ``qc``: ``max_crop_removed_fraction``,
+        ``mad_threshold``)
 
     Returns
     -------
@@ -419,7 +435,7 @@ def write_dataset_qc(dataset: str, label: str, *, records: Sequence[str | Path],
     from brainuad.data.pack import load_pack
 
     recs = [read_json(path) for path in records]
-    qc = qc_table([rec for rec in recs if not rec.get("excluded")])
+    qc = qc_table([rec for rec in recs if not rec.get("excluded")], **dict(flags or {}))
     qc.insert(0, "dataset", dataset)
     qc.to_csv(table, sep="\t", index=False)
     flagged = qc.loc[qc["flagged"].astype(bool), "subject"].tolist() if len(qc) else []

@@ -127,6 +127,10 @@ def training_curves(logs: dict[str, str | Path], path: str | Path, smooth: int =
     plt.close(fig)
 
 
+#: fewest swept values a sweep figure connects with a line (fewer: points only, and the panel says so)
+MIN_TREND_POINTS = 3
+
+
 def sweep_figure(long: pd.DataFrame, path: str | Path, *, param: str, metric_labels: dict[str, str],
                  reference: pd.DataFrame | None = None, reference_label: str = "reference",
                  title: str = "") -> None:
@@ -141,6 +145,9 @@ def sweep_figure(long: pd.DataFrame, path: str | Path, *, param: str, metric_lab
     metric_labels : {metric: y-axis label}, in panel order
     reference : optional DataFrame ``series, metric, mean`` drawn as dashed horizontal lines in the
         series' colour (e.g. SSIM-ens next to the SSIM σ sweep, or the ENS level next to t_test)
+
+    A series with fewer than :data:`MIN_TREND_POINTS` swept values is drawn as points without a connecting
+    line, and its panel says so (two points always make a "trend").
     """
     metrics = list(metric_labels)
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics) + 0.8, 3.8), squeeze=False)
@@ -148,13 +155,16 @@ def sweep_figure(long: pd.DataFrame, path: str | Path, *, param: str, metric_lab
     series = list(dict.fromkeys(long["series"]))
     for ax, metric in zip(axes[0], metrics):
         part = long[long["metric"] == metric]
+        short = False
         for k, name in enumerate(series):
             df = part[part["series"] == name].sort_values("value")
             if df.empty:
                 continue
             color = cmap(k % 10)
+            few = df["value"].nunique() < MIN_TREND_POINTS
+            short = short or few
             ax.errorbar(df["value"], df["mean"], yerr=df["std"].fillna(0), marker="o", ms=4, capsize=2,
-                        color=color, label=name)
+                        color=color, label=name, ls="none" if few else "-")
             if df["mean"].notna().any():  # marker at the best value of the sweep
                 best = df.loc[df["mean"].idxmax()]
                 ax.plot(best["value"], best["mean"], "*", ms=11, color=color, mec="k", mew=0.5)
@@ -167,6 +177,11 @@ def sweep_figure(long: pd.DataFrame, path: str | Path, *, param: str, metric_lab
         ax.set_xlabel(param)
         ax.set_ylabel(metric_labels[metric])
         ax.legend(fontsize=7)
+        if short:
+            n = int(part["value"].nunique())
+            ax.text(0.5, 0.02, f"only {n} swept value{'s' if n != 1 else ''}: points, no trend line "
+                               f"(needs >= {MIN_TREND_POINTS})", transform=ax.transAxes, ha="center", va="bottom",
+                    fontsize=7, color="0.25", bbox=dict(facecolor="white", edgecolor="0.6", alpha=0.9))
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

@@ -170,8 +170,10 @@ def figure_page(image: str | Path, captions: dict, *, tables: dict, qualitative:
 
 
 def qc_pages(qc_tsv: str | Path, exclusions_tsv: str | Path, qc_png: str | Path, label: str,
-             captions: dict) -> tuple[list[tuple], list[tuple]]:
+             captions: dict, qc_settings: dict | None = None) -> tuple[list[tuple], list[tuple]]:
     """Data-quality pages of one dataset.
+
+    ``qc_settings``: config ``qc`` (the flag rules named in the note; :func:`brainuad.data.qc.qc_table` defaults).
 
     Returns
     -------
@@ -183,8 +185,11 @@ def qc_pages(qc_tsv: str | Path, exclusions_tsv: str | Path, qc_png: str | Path,
     flagged = qc[qc["flagged"].astype(str).str.lower() == "true"] if "flagged" in qc.columns else qc.iloc[:0]
     shown = one_column([f"{s} ({n})" for s, n in zip(flagged.get("subject", []), flagged.get("n_flags", []))],
                        "reasons", [short(r) for r in flagged.get("reasons", [])], "no subject flagged")
+    settings = {"max_crop_removed_fraction": 0.01, "mad_threshold": 3.5, **(qc_settings or {})}
     note = captions["qc_flagged"].format(n_flagged=len(flagged), n_subjects=len(qc), dataset=ds,
-                                         first_shown=_first_shown(len(flagged)))
+                                         first_shown=_first_shown(len(flagged)),
+                                         crop_fraction=f"{settings['max_crop_removed_fraction']:.1%}",
+                                         mad_threshold=f"{settings['mad_threshold']:g}")
     excl = pd.read_csv(exclusions_tsv, sep="\t", dtype=str, keep_default_na=False)
     reasons = [f"{stage}: " + short(reason.replace(file, Path(file).name) if file else reason)
                for stage, file, reason in zip(excl["stage"], excl["file"], excl["reason"])]
@@ -266,7 +271,8 @@ def write_report(path: str | Path, *, captions, tables, inference, figures, qc_t
                                 lesion_overlap=overlap) for fig in figures]
     for qc_tsv, excl_tsv, qc_png in zip(qc_tables, qc_exclusions, qc_figures):
         ds = Path(qc_tsv).parent.name
-        more_tables, more_figures = qc_pages(qc_tsv, excl_tsv, qc_png, datasets.get(ds, {}).get("label", ds), caps)
+        more_tables, more_figures = qc_pages(qc_tsv, excl_tsv, qc_png, datasets.get(ds, {}).get("label", ds), caps,
+                                             config.get("qc"))
         table_pages += more_tables
         figure_pages += more_figures
     build_report(path, title=title, tables=table_pages, figures=figure_pages,

@@ -32,6 +32,7 @@ __all__ = [
     "nifti_to_ants",
     "register_affine",
     "resample_isotropic",
+    "transform_record",
 ]
 
 #: The metric is evaluated inside the template brain mask dilated by this margin.
@@ -288,6 +289,35 @@ def native_volume_scale(transforms: Sequence[str]) -> float:
             parameters = np.asarray(ants.read_transform(path).parameters, dtype=np.float64)
             scale *= abs(np.linalg.det(parameters[:9].reshape(3, 3)))
     return float(scale)
+
+
+def transform_record(transforms: Sequence[str]) -> list[dict]:
+    """The registration's transform files as JSON-serialisable records (stored in the subject's QC record).
+
+    Parameters
+    ----------
+    transforms : sequence of str
+        Forward transforms of :func:`register_affine` (template -> subject points), in
+        :func:`ants.apply_transforms` order.
+
+    Returns
+    -------
+    list of dict
+        Per file, in the same order: ``type`` (ITK transform type, e.g. ``AffineTransform_float_3_3``),
+        ``parameters`` and ``fixed_parameters`` (lists of float). A non-linear transform (a displacement
+        field of a deformable registration) cannot be stored this way: its record is ``{"type":
+        "unsupported", "file": <name>}`` and :func:`brainuad.data.preprocess.raw_space.to_raw_space`
+        refuses it.
+    """
+    records = []
+    for path in transforms:
+        if not str(path).endswith(".mat"):
+            records.append({"type": "unsupported", "file": Path(path).name})
+            continue
+        tx = ants.read_transform(str(path))
+        records.append({"type": str(tx.type), "parameters": [float(v) for v in tx.parameters],
+                        "fixed_parameters": [float(v) for v in tx.fixed_parameters]})
+    return records
 
 
 def correlation_in_mask(image: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> float:

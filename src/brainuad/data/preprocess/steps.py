@@ -42,6 +42,7 @@ from brainuad.data.preprocess.ants_tools import (
     correlation_in_mask,
     native_volume_scale,
     nifti_to_ants,
+    transform_record,
     register_affine,
     resample_isotropic,
 )
@@ -302,7 +303,9 @@ def register(
         On the template grid; brain mask = the template's, or the warped native mask.
     dict
         QC fragment: ``brain_volume_template_ml`` (working grid) and ``brain_volume_ml`` (subject
-        space: the template mask scaled by the affine's determinant, or the native mask's volume).
+        space: the template mask scaled by the affine's determinant, or the native mask's volume) and
+        ``registration_transform`` (:func:`~brainuad.data.preprocess.ants_tools.transform_record`: the
+        affine transforms, for mapping results back to the subject's raw space).
     """
     fixed, fixed_mask = template
     label, native_mask = subject.label_image(), subject.brain_mask_image()
@@ -319,6 +322,7 @@ def register(
         moved_label, moved_mask = (None if volume is None else ants.apply_transforms(
             fixed, volume, transforms, interpolator="genericLabel") for volume in (label, native_mask))
         volume_scale = native_volume_scale(transforms)
+        stored = transform_record(transforms)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     template_mask = fixed_mask.numpy() > 0
@@ -332,7 +336,8 @@ def register(
         native_ml = float(subject.brain_mask.sum() * raw_voxel_mm3 / 1000.0)
     working = WorkingGrid(fixed, moved.numpy(), None if moved_label is None else moved_label.numpy(), brain_mask,
                           fixed.numpy(), template_mask)
-    return working, {"brain_volume_template_ml": template_ml, "brain_volume_ml": native_ml}
+    return working, {"brain_volume_template_ml": template_ml, "brain_volume_ml": native_ml,
+                     "registration_transform": stored}
 
 
 def registration_qc(image: ants.ANTsImage, working: WorkingGrid) -> dict:
@@ -389,7 +394,8 @@ def stay_in_input_space(
                                                    interp_type="genericLabel").numpy() > 0.5
         working = WorkingGrid(image, image.numpy(), moved_label, brain_mask)
     volume_ml = float(working.brain_mask.sum() * np.prod(image.spacing) / 1000.0)
-    return working, {"registration_correlation_before": None,
+    return working, {"registration_transform": [],  # identity: the working grid is in the input's space
+                     "registration_correlation_before": None,
                      "registration_correlation_after": working.template_correlation(working.image),
                      "brain_volume_template_ml": volume_ml, "brain_volume_ml": volume_ml}
 
@@ -490,13 +496,15 @@ def crop_to_brain(volumes: Volumes, affine: np.ndarray, options: PreprocessOptio
     (4, 4) ndarray
         Their affine.
     dict
-        QC fragment: ``brain_voxels_removed_by_crop``.
+        QC fragment: ``brain_voxels_removed_by_crop`` and ``brain_voxels_before_crop`` (the brain mask's
+        voxels on the working grid, for the removed fraction).
     """
     centre = bounding_box_centre(volumes["mask"])
     cropped = {name: crop_or_pad(array, affine, centre, options.crop_pad) for name, array in volumes.items()}
     boxes = {name: array for name, (array, _) in cropped.items()}
-    removed = int(volumes["mask"].sum()) - int(boxes["mask"].sum())
-    return boxes, cropped["mask"][1], {"brain_voxels_removed_by_crop": removed}
+    before = int(volumes["mask"].sum())
+    removed = before - int(boxes["mask"].sum())
+    return boxes, cropped["mask"][1], {"brain_voxels_removed_by_crop": removed, "brain_voxels_before_crop": before}
 
 
 def normalise_intensities(volumes: Volumes, options: PreprocessOptions, *, path: str | Path) -> tuple[Volumes, dict]:
