@@ -37,6 +37,8 @@ def test_interface_map_shape_and_range(name):
     assert torch.equal(out[~mask], torch.zeros_like(out[~mask])) and (out[mask] > 0).all()
     with pytest.raises(ValueError, match="divisible"):
         model.anomaly_map(torch.zeros(1, 1, 30, 32), torch.ones(1, 1, 30, 32, dtype=torch.bool))
+    with pytest.raises(ValueError, match="divisible by 2\\*\\*\\(len\\(channels\\) - 1\\) = 4"):
+        build(name, image_size=(30, 32), **SMALL[name])
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))

@@ -91,6 +91,16 @@ class Unet2d(nn.Module):
         return self.out(h)
 
 
+def _check_size(image_size, *channel_lists) -> tuple[int, int]:
+    """(H, W) of the slices; each divisible by 2 ** (levels - 1) of every network."""
+    h, w = (int(s) for s in image_size)
+    for channels in channel_lists:
+        factor = 2 ** (len(channels) - 1)
+        if h % factor or w % factor:
+            raise ValueError(f"image_size {[h, w]} must be divisible by 2**(len(channels) - 1) = {factor}")
+    return h, w
+
+
 def _brain(batch: torch.Tensor) -> torch.Tensor:
     """Brain mask of skull-stripped [0, 1] slices: the voxels > 0."""
     return batch > 0
@@ -102,6 +112,8 @@ class DraemNet(nn.Module):
 
     Parameters
     ----------
+    image_size : (int, int)
+        Slice size (H, W).
     recon_channels : sequence of int
         Widths of the reconstructive encoder-decoder (no skips).
     seg_channels : sequence of int
@@ -122,11 +134,13 @@ class DraemNet(nn.Module):
     produces = "map"
     random_device = "cpu"
 
-    def __init__(self, recon_channels: Sequence[int] = (128, 256, 512, 512), seg_channels: Sequence[int] = (64, 128, 256, 512),
-                 ssim_weight: float = 1.0, focal_gamma: float = 2.0, p_anomaly: float = 0.5, anomaly: dict | None = None):
+    def __init__(self, image_size: Sequence[int] = (96, 96), recon_channels: Sequence[int] = (128, 256, 512, 512),
+                 seg_channels: Sequence[int] = (64, 128, 256, 512), ssim_weight: float = 1.0, focal_gamma: float = 2.0,
+                 p_anomaly: float = 0.5, anomaly: dict | None = None):
         super().__init__()
         from monai.losses import FocalLoss, SSIMLoss
 
+        self.image_size = _check_size(image_size, recon_channels, seg_channels)
         self.reconstructive = Unet2d(1, 1, recon_channels, skips=False)
         self.discriminative = Unet2d(2, 1, seg_channels, skips=True)
         self.ssim_weight = float(ssim_weight)
@@ -165,6 +179,8 @@ class InterpolationUnet(nn.Module):
 
     Parameters
     ----------
+    image_size : (int, int)
+        Slice size (H, W).
     channels : sequence of int
         Unet widths per level.
     anomaly : dict
@@ -177,8 +193,10 @@ class InterpolationUnet(nn.Module):
     random_device = "cpu"
     kind = ""
 
-    def __init__(self, channels: Sequence[int] = (64, 128, 256, 512), anomaly: dict | None = None):
+    def __init__(self, image_size: Sequence[int] = (96, 96), channels: Sequence[int] = (64, 128, 256, 512),
+                 anomaly: dict | None = None):
         super().__init__()
+        self.image_size = _check_size(image_size, channels)
         self.unet = Unet2d(1, 1, channels, skips=True)
         self.anomaly = dict(anomaly or {})
 
