@@ -181,9 +181,9 @@ class Study:
         self.basedir = Path(basedir)
         self.datasets = config["datasets"]
         #: datasets built by the ``synthesize`` rule from a healthy dataset's test split (``synthetic`` key)
-        self.synthetic_datasets = sorted(n for n, ds in self.datasets.items() if "synthetic" in ds)
+        self.synthetic_datasets = [n for n, ds in self.datasets.items() if "synthetic" in ds]
         #: datasets read from a source (manifest -> preprocess -> pack)
-        self.source_datasets = sorted(n for n in self.datasets if n not in self.synthetic_datasets)
+        self.source_datasets = [n for n in self.datasets if n not in self.synthetic_datasets]
         self._fill_synthetic()
         self.models = config["models"]
         inherit_weights_from(self.models)
