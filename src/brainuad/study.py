@@ -376,7 +376,7 @@ class Study:
                       "hparams": self.model_hparams(stage1, RUN),
                       "noise_level": self.reconstruct_settings(stage1, RUN).get("noise_level")})
 
-    def stage2_heldout(self) -> dict[str, list[str]]:
+    def stage2_heldout(self) -> dict[str, str]:
         """{pathology dataset: its splits file} of every dataset with ``stage2_train`` (listed in the report)."""
         return {ds: paths.fill(paths.SPLITS, dataset=ds) for ds, e in self.datasets.items() if e.get("stage2_train")}
 
@@ -616,7 +616,8 @@ class Study:
         captions = sorted(str(path) for path in (self.basedir / "workflow" / "report").glob("*.rst"))
         return {"tables": self.table_files("tsv"), "figures": self.report_figures(), "sweeps": self.sweep_tables(),
                 **qc, "inference": inference, "captions": captions,
-                "claims": [paths.CLAIMS] if self.config.get("claims") else [], "published": self.published_files()}
+                "claims": [paths.CLAIMS] if self.config.get("claims") else [], "published": self.published_files(),
+                "heldout": list(self.stage2_heldout().values())}
 
     # ------------------------------------------------------------ statistics, published numbers, claims
     def stats_settings(self, table: str | None = None) -> dict:

@@ -17,6 +17,7 @@ SMALL = {
     "cddpm": dict(image_size=(16, 16), channels=[4, 8], res_blocks=1, context_dim=4, encoder_channels=[4, 8],
                   encoder_blocks=[1, 1]),
 }
+SMALL["sadm"] = dict(stage1_arch="cddpm", stage1_hparams=SMALL["cddpm"], channels=[4, 8], groups=4)
 
 
 @pytest.mark.parametrize("name", available())

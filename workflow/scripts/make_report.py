@@ -11,5 +11,6 @@ write_report(snakemake.output[0], captions=i.captions, tables=i.tables, inferenc
              qc_tables=i.qc_tables, qc_exclusions=i.qc_exclusions, qc_figures=i.qc_figures, table_specs=p.tables,
              qualitative=p.qualitative, inference_time=p.inference_time, sweeps=p.sweeps, datasets=p.datasets,
              title=p.title, config=p.config, benchmarks=p.benchmarks, preset=p.preset, conventions=p.conventions,
-             configfiles=getattr(snakemake, "configfiles", []), published=i.published, claims=i.claims)
+             configfiles=getattr(snakemake, "configfiles", []), published=i.published, claims=i.claims,
+             heldout=i.heldout)
 log.info("report written to %s", Path(snakemake.output[0]).resolve())
