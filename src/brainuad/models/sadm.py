@@ -208,7 +208,7 @@ class StageTwo(nn.Module):
             from ..data.synthetic import draem_anomaly
 
             image, label = draem_anomaly(image, brain, generator, gamma_range=self.gamma_range)
-        return image, (label > 0.5).to(image.dtype)
+        return image, (label.to(image.dtype) > 0.5).to(image.dtype)
 
     def loss(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Binary cross-entropy of the Unet's prediction (sigmoid of the logits) against the anomaly mask.
