@@ -224,7 +224,8 @@ def test_planned_model_and_figure_files():
     assert s.train_logs() == [f.replace("model.pt", "train_log.tsv") for f in models]
     assert s.domain_shift_files("npz") == ["results/analysis/domain_shift/healthy_t2/anoddpm/default/fold-0.npz"]
     assert s.mhd_figure_inputs()["threshold"] == "results/eval/healthy_t2/vae/default/fold-0/tumour_t2/mhd_full/threshold.json"
-    assert s.report_figures()[:2] == ["results/figures/qualitative_segmentation.png", "results/figures/training_curves.png"]
+    assert s.report_figures()[:3] == ["results/figures/qualitative_segmentation.png", "results/figures/qualitative_sadm.png",
+                                      "results/figures/training_curves.png"]
     assert s.all_sweep_files()[0] == "results/figures/sweep_mhd_n.png"
     # the model sweep's reference run is planned with its points
     assert "results/eval/healthy_t2/ae/default/fold-1/tumour_t2/l1/metrics.tsv" in s.sweep_inputs("latent")
