@@ -220,11 +220,12 @@ def test_planned_model_and_figure_files():
     s = study()
     models = s.all_model_files()
     assert models == sorted(f"results/models/healthy_t2/{m}/default/fold-{f}/model.pt"
-                            for m in ("ae", "vae", "anoddpm", "cddpm_ssl", "vae3d") for f in (0, 1))
+                            for m in ("ae", "vae", "anoddpm", "cddpm_ssl", "vae3d", "sadm_tumour") for f in (0, 1))
     assert s.train_logs() == [f.replace("model.pt", "train_log.tsv") for f in models]
     assert s.domain_shift_files("npz") == ["results/analysis/domain_shift/healthy_t2/anoddpm/default/fold-0.npz"]
     assert s.mhd_figure_inputs()["threshold"] == "results/eval/healthy_t2/vae/default/fold-0/tumour_t2/mhd_full/threshold.json"
-    assert s.report_figures()[:2] == ["results/figures/qualitative_segmentation.png", "results/figures/training_curves.png"]
+    assert s.report_figures()[:3] == ["results/figures/qualitative_segmentation.png", "results/figures/qualitative_sadm.png",
+                                      "results/figures/training_curves.png"]
     assert s.all_sweep_files()[0] == "results/figures/sweep_mhd_n.png"
     # the model sweep's reference run is planned with its points
     assert "results/eval/healthy_t2/ae/default/fold-1/tumour_t2/l1/metrics.tsv" in s.sweep_inputs("latent")
@@ -463,3 +464,33 @@ def test_synthetic_dataset_is_planned_from_its_healthy_source():
 ])
 def test_synthetic_dataset_errors(change, message):
     assert config_error(change) == f"config error: {message}"
+# ---------------------------------------------------------------- SADM Stage II
+def test_stage2_model_consumes_the_stage1_checkpoint_and_its_training_data():
+    s = study()
+    assert s.stage2_models() == ["sadm_tumour"] and not s.is_stage2("cddpm_ssl")
+    assert s.stage2_inputs("healthy_t2", "sadm_tumour", RUN, 1) == {
+        "stage1": "results/models/healthy_t2/cddpm_ssl/default/fold-1/model.pt",
+        "volumes": "results/data/tumour_t2/volumes.npz", "splits": "results/splits/tumour_t2.json"}
+    assert s.stage2_data("sadm_tumour") == {"kind": "labels", "dataset": "tumour_t2"}
+    params = s.stage1_params("sadm_tumour")
+    assert params["arch"] == "cddpm" and params["hparams"] == s.model_hparams("cddpm_ssl", RUN)
+
+    def synthetic(cfg):
+        cfg["models"]["sadm_tumour"]["stage2"] = {"stage1": "anoddpm_ens", "data": "synthetic"}
+
+    s2 = study(synthetic)
+    assert s2.stage2_inputs("healthy_t2", "sadm_tumour", RUN, 0) == {
+        "stage1": "results/models/healthy_t2/anoddpm/default/fold-0/model.pt",
+        "volumes": "results/data/healthy_t2/volumes.npz", "splits": "results/splits/healthy_t2.json"}
+    assert s2.stage1_params("sadm_tumour")["noise_level"] == [250, 750]  # the ENS of the weights_from model
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["models"]["sadm_tumour"]["stage2"].update(stage1="nope"), "stage2.stage1: 'nope' must name"),
+    (lambda c: c["models"]["sadm_tumour"]["stage2"].update(stage1="thresh"), "must name a trained Stage I"),
+    (lambda c: c["models"]["sadm_tumour"]["stage2"].update(data="ms_t2"), "pathology dataset with stage2_train"),
+    (lambda c: c["models"]["sadm_tumour"].pop("stage2"), "arch sadm needs a stage2 section"),
+    (lambda c: c["models"]["ae"].update(stage2={"stage1": "cddpm_ssl", "data": "synthetic"}), "needs arch sadm"),
+])
+def test_stage2_cross_checks(change, message):
+    assert message in config_error(change)

@@ -86,6 +86,7 @@ SSIM_KWARGS: dict[str, dict[str, str]] = {
     "ssim_ens": {"ssim_covariance": "covariance", "ssim_padding": "padding"},
     "mhd_diag": {"ssim_covariance": "ssim_covariance", "ssim_padding": "ssim_padding"},
     "mhd_full": {"ssim_covariance": "ssim_covariance", "ssim_padding": "ssim_padding"},
+    "sadm": {"ssim_covariance": "covariance", "ssim_padding": "padding"},
 }
 
 

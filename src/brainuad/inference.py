@@ -101,13 +101,16 @@ def run_model(model, images: np.ndarray, masks: np.ndarray, *, samples: int = 1,
     Returns
     -------
     ndarray float16: (S, N, D, H, W) reconstructions, or (N, D, H, W) maps when
-    ``model.produces == "map"``.
+    ``model.produces == "map"``; a ``"recon_map"`` model (SADM Stage II) returns the tuple
+    (reconstructions, maps).
     """
     from .accel import amp_enabled, autocast, to_device
 
     device = torch.device(device)
     use_amp = amp_enabled(amp, device)
     gen = torch.Generator(device=device).manual_seed(int(seed))
+    if model.produces == "recon_map":
+        return _run_recon_map(model, images, masks, samples, noise_level, batch_size, gen, device, use_amp)
     maps = model.produces == "map"
     batched = not maps and model.input_dims == 2 and hasattr(model, "images_per_call")
     if batched:
@@ -119,6 +122,25 @@ def run_model(model, images: np.ndarray, masks: np.ndarray, *, samples: int = 1,
         _run(model, images, masks, out, samples, noise_level, batch_size, gen, device, maps,
              per_call if batched else None, to_device)
     return out
+
+
+def _run_recon_map(model, images, masks, samples, noise_level, batch_size, gen, device, use_amp):
+    """:func:`run_model` of a ``"recon_map"`` 2D model: slice chunks through ``reconstruct_and_map``."""
+    from .accel import autocast, to_device
+
+    n = images.shape[0]
+    recons = np.zeros((samples, n) + images.shape[1:], dtype=np.float16)
+    maps = np.zeros(images.shape, dtype=np.float16)
+    with autocast(device, use_amp):
+        for i in range(n):
+            x = to_device(torch.from_numpy(np.asarray(images[i], dtype=np.float32)), device)
+            m = to_device(torch.from_numpy(np.asarray(masks[i] > 0)), device)
+            for j in range(0, x.shape[0], batch_size):
+                rec, amap = model.reconstruct_and_map(x[j : j + batch_size, None], m[j : j + batch_size, None],
+                                                      noise_level=noise_level, samples=samples, generator=gen)
+                recons[:, i, j : j + batch_size] = rec[:, :, 0].float().cpu().numpy()
+                maps[i, j : j + batch_size] = amap[:, 0].float().cpu().numpy()
+    return recons, maps
 
 
 def _run(model, images, masks, out, samples, noise_level, batch_size, gen, device, maps, per_call, to_device):
@@ -166,6 +188,8 @@ class TimedOutput:
         :func:`run_model`'s result: (S, N, D, H, W) reconstructions or (N, D, H, W) maps.
     key : {"recons", "maps"}
         What ``output`` holds (the model's ``produces``).
+    maps : ndarray float16 or None
+        (N, D, H, W) maps a ``"recon_map"`` model produces beside its reconstructions (``output``).
     seconds_per_volume : float
         Wall-clock seconds of :func:`run_model` divided by N (CUDA synchronised before and after).
     hardware : str
@@ -176,6 +200,7 @@ class TimedOutput:
     key: str
     seconds_per_volume: float
     hardware: str
+    maps: np.ndarray | None = None
 
 
 def timed_run_model(model, images: np.ndarray, masks: np.ndarray, *, device: torch.device | str = "cpu",
@@ -197,13 +222,17 @@ def timed_run_model(model, images: np.ndarray, masks: np.ndarray, *, device: tor
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = (time.perf_counter() - t0) / max(len(images), 1)
+    if model.produces == "recon_map":
+        return TimedOutput(out[0], "recons", seconds, hardware_name(device), maps=out[1])
     return TimedOutput(out, "maps" if model.produces == "map" else "recons", seconds, hardware_name(device))
 
 
 def save_outputs(path: str | Path, run: TimedOutput, val: list, test: list, samples: int) -> None:
-    """Write a reconstruct job's npz: ``recons`` or ``maps``, ``subjects`` (val then test), ``split``
-    ("val" / "test" per subject), ``seconds_per_volume``, ``samples`` and ``hardware``."""
-    np.savez(path, **{run.key: run.output}, subjects=np.asarray(list(val) + list(test)),
+    """Write a reconstruct job's npz: ``recons`` or ``maps`` (both for a ``"recon_map"`` model), ``subjects``
+    (val then test), ``split`` ("val" / "test" per subject), ``seconds_per_volume``, ``samples`` and
+    ``hardware``."""
+    extra = {} if run.maps is None else {"maps": run.maps}
+    np.savez(path, **{run.key: run.output}, **extra, subjects=np.asarray(list(val) + list(test)),
              split=np.asarray(["val"] * len(val) + ["test"] * len(test)),
              seconds_per_volume=np.float64(run.seconds_per_volume), samples=np.int64(samples),
              hardware=np.asarray(run.hardware))

@@ -420,6 +420,67 @@ class Study:
         return paths.fill(paths.MODEL, trainset=trainset, model=self.weights_model(model),
                           run=self.train_run(model, run), fold=fold)
 
+    # ------------------------------------------------------------ SADM Stage II
+    def is_stage2(self, model: str) -> bool:
+        """Whether ``model`` is a SADM Stage II model (a ``stage2`` section: trained by ``train_stage2``)."""
+        return bool(self.model_entry(model).get("stage2"))
+
+    def stage2_models(self) -> list[str]:
+        return sorted(m for m in self.models if self.is_stage2(m))
+
+    def stage2_data(self, model: str) -> dict:
+        """``{"kind": "synthetic" | "labels", "dataset": name}`` of a Stage II model's training data (the dataset:
+        the healthy training set for synthetic data, filled in per job, or the labelled pathology set)."""
+        data = self.model_entry(model)["stage2"]["data"]
+        return {"kind": "synthetic", "dataset": None} if data == "synthetic" else {"kind": "labels", "dataset": data}
+
+    def stage2_inputs(self, trainset: str, model: str, run: str, fold) -> dict[str, str]:
+        """``stage1`` (the Stage I model.pt of the same training set and fold), ``volumes`` and ``splits`` of the
+        Stage II training data (the healthy training set, or the labelled pathology set)."""
+        stage1 = self.model_entry(model)["stage2"]["stage1"]
+        data = self.stage2_data(model)["dataset"] or trainset
+        if data != trainset and self.trainset_of(data) != trainset:
+            raise ValueError(f"models.{model}.stage2.data {data!r} belongs to the training set "
+                             f"{self.trainset_of(data)!r}, not {trainset!r}: Stage II models of {model} can only be "
+                             f"evaluated on pathology sets of {self.trainset_of(data)!r}")
+        return {"stage1": self.model_file(trainset, stage1, RUN, fold),
+                "volumes": paths.fill(paths.VOLUMES, dataset=data), "splits": paths.fill(paths.SPLITS, dataset=data)}
+
+    def stage1_params(self, model: str) -> dict:
+        """The Stage I model's name, arch, hparams and test-time noise level (a ``train_stage2`` param: editing
+        Stage I reruns Stage II, as does the new Stage I checkpoint, an input)."""
+        stage1 = self.model_entry(model)["stage2"]["stage1"]
+        return canon({"model": stage1, "arch": self.model_entry(stage1)["arch"],
+                      "hparams": self.model_hparams(stage1, RUN),
+                      "noise_level": self.reconstruct_settings(stage1, RUN).get("noise_level")})
+
+    def stage2_heldout(self) -> dict[str, str]:
+        """{pathology dataset: its splits file} of every dataset with ``stage2_train`` (listed in the report)."""
+        return {ds: paths.fill(paths.SPLITS, dataset=ds) for ds, e in self.datasets.items() if e.get("stage2_train")}
+
+    def _check_stage2(self) -> None:
+        for name in self.models:
+            entry = self.models[name]
+            spec = entry.get("stage2")
+            if entry.get("arch") == "sadm" and not spec:
+                raise config_error(f"models.{name}: arch sadm needs a stage2 section (stage1, data)")
+            if not spec:
+                continue
+            if entry.get("weights_from"):
+                raise config_error(f"models.{name}: a stage2 model cannot use weights_from; give table rows of the "
+                                   "same model different scorings (native = Unet, sadm = SADM)")
+            if entry.get("arch") != "sadm":
+                raise config_error(f"models.{name}.stage2 needs arch sadm, got {entry.get('arch')!r}")
+            stage1 = spec["stage1"]
+            if stage1 not in self.models or self.models[stage1].get("stage2") or not self.is_trainable(stage1):
+                raise config_error(f"models.{name}.stage2.stage1: {stage1!r} must name a trained Stage I model")
+            data = spec["data"]
+            if data != "synthetic":
+                ds = self.datasets.get(data)
+                if ds is None or ds["role"] != "pathology" or not ds.get("stage2_train"):
+                    raise config_error(f"models.{name}.stage2.data: {data!r} must be 'synthetic' or a pathology "
+                                       "dataset with stage2_train set")
+
     def encoder_file(self, trainset: str, model: str, run: str, fold) -> str | None:
         """The SSL-pretrained encoder the training of a model with a ``pretrain`` section reads, else None."""
         if not self.model_entry(model, run).get("pretrain"):
@@ -714,7 +775,8 @@ class Study:
                 **qc, "inference": inference, "captions": captions,
                 "claims": [paths.CLAIMS] if self.config.get("claims") else [], "published": self.published_files(),
                 "lesionwise": [paths.fill(paths.LESION_TABLE, table=t, ext="tsv") for t in self.lesionwise_tables()],
-                "healthy_fpr": [paths.fill(paths.FPR_TABLE, table=t, ext="tsv") for t in self.healthy_fpr_tables()]}
+                "healthy_fpr": [paths.fill(paths.FPR_TABLE, table=t, ext="tsv") for t in self.healthy_fpr_tables()],
+                "heldout": list(self.stage2_heldout().values())}
 
     # ------------------------------------------------------------ statistics, published numbers, claims
     def stats_settings(self, table: str | None = None) -> dict:
@@ -860,6 +922,7 @@ class Study:
                 raise config_error(f"sweeps.{sname}.folds: fold {bad[0]} does not exist (splits.folds is "
                                    f"{len(self.folds)}: folds 0 to {len(self.folds) - 1})")
         self._check_report()
+        self._check_stage2()
         self._check_claims()
         for tname, table in self.tables.items():
             for row in self.table_rows[tname]:

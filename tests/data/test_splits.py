@@ -102,3 +102,18 @@ def test_too_few_subjects_left_names_the_counts_and_the_exclusion_lists():
     assert "results/data/healthy_t2/exclusions.tsv" in message and "results/qc/healthy_t2/exclusions.tsv" in message
     with pytest.raises(ValueError, match="ms_t2: 1 subject.* at least 2"):
         check_enough_subjects(1, "ms_t2", "pathology", val=1)
+
+
+def test_stage2_train_subjects_are_held_out_of_the_test_split():
+    """SADM block III: the labelled training subjects never appear in the test (or validation) split."""
+    from brainuad.data.splits import pathology_splits
+
+    subjects = [f"s{i:02d}" for i in range(20)]
+    plain = pathology_splits(subjects, val=4, seed=5)
+    held = pathology_splits(subjects, val=4, seed=5, train=0.1)
+    assert "train" not in plain and plain == pathology_splits(subjects, val=4, seed=5, train=0)
+    assert len(held["train"]) == 2 and held["val"] == plain["val"]
+    assert not set(held["train"]) & set(held["test"]) and not set(held["train"]) & set(held["val"])
+    assert sorted(held["train"] + held["test"]) == plain["test"]
+    with pytest.raises(ValueError, match="no test subjects"):
+        pathology_splits(subjects[:5], val=2, train=3)

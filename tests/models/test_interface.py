@@ -20,6 +20,7 @@ SMALL = {
     "pii": dict(channels=[4, 8]),
     "fpi": dict(channels=[4, 8]),
 }
+SMALL["sadm"] = dict(stage1_arch="cddpm", stage1_hparams=SMALL["cddpm"], channels=[4, 8], groups=4)
 
 
 @pytest.mark.parametrize("name", available())

@@ -347,3 +347,27 @@ def test_per_model_reconstruct_setting_reruns_only_that_model(smoke_run, tmp_pat
     assert counts.get("reconstruct") == 1, counts
     assert _recon_outputs(out) == [f"results/recon/healthy_t2/anoddpm_ens/default/fold-{f}/tumour_t2.npz" for f in (0, 1)]
     assert not {"train", "pretrain_encoder", "preprocess", "make_phantom", "pack"} & set(counts), counts
+def test_sadm_beta_reruns_only_scoring_and_stage1_change_reruns_stage2(smoke_run, tmp_path):
+    """SADM (P8.6): beta is a scoring parameter (score onward only); Stage II consumes the Stage I model.pt, so a
+    Stage I change retrains Stage II; the Stage II training subject is out of the test split; the recon files of
+    the Stage II model hold the reconstructions and the Unet prediction."""
+    workdir, _ = smoke_run
+    results = workdir / "results"
+    splits = yaml.safe_load((results / "splits" / "tumour_t2.json").read_text())
+    assert len(splits["train"]) == 1 and not set(splits["train"]) & (set(splits["test"]) | set(splits["val"]))
+    with np.load(results / "recon" / "healthy_t2" / "sadm_tumour" / "default" / "fold-0" / "tumour_t2.npz") as z:
+        assert {"recons", "maps"} <= set(z.files) and not set(splits["train"]) & set(z["subjects"].tolist())
+        assert z["maps"].shape == z["recons"].shape[1:]
+
+    def beta(cfg):
+        cfg["scorings"]["sadm"]["beta"] = 0.8
+
+    counts = job_counts(snakemake(workdir, "-n", "all_tables", config=_variant(tmp_path, beta)).stdout)
+    assert counts.get("score") == 4 and counts.get("evaluate") == 4, counts  # 1 row x 2 datasets x 2 folds
+    assert not {"train", "train_stage2", "reconstruct", "pretrain_encoder"} & set(counts), counts
+
+    def stage1(cfg):
+        cfg["models"]["cddpm_ssl"]["train"]["max_steps"] = 2
+
+    counts = job_counts(snakemake(workdir, "-n", "all_tables", config=_variant(tmp_path, stage1)).stdout)
+    assert counts.get("train_stage2") == 2, counts  # both folds

@@ -130,6 +130,22 @@ def model_input(wildcards):
     return STUDY.model_file(wildcards.trainset, wildcards.model, wildcards.run, wildcards.fold) or []
 
 
+#: SADM Stage II models (trained by train_stage2) and every other model (trained by train); a regex that
+#: matches nothing where a list is empty
+STAGE2_MODELS = STUDY.stage2_models()
+NO_MATCH = r"(?!x)x"
+
+
+def model_alternatives(stage2):
+    names = [m for m in MODELS if (m in STAGE2_MODELS) == stage2]
+    return _alternatives(names) if names else NO_MATCH
+
+
+def stage2_inputs(wildcards):
+    """Stage I model.pt, volumes and splits of a Stage II training job."""
+    return STUDY.stage2_inputs(wildcards.trainset, wildcards.model, wildcards.run, wildcards.fold)
+
+
 def pretrain_input(wildcards):
     """``{"encoder": path}`` of the SSL-pretrained encoder a model's training consumes, else ``{}``."""
     encoder = STUDY.encoder_file(wildcards.trainset, wildcards.model, wildcards.run, wildcards.fold)

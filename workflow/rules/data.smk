@@ -97,6 +97,7 @@ rule splits:
         role=lambda wc: DATASETS[wc.dataset]["role"],
         options=canon(config["splits"]),
         val=lambda wc: DATASETS[wc.dataset].get("val", 0.1),
+        stage2_train=lambda wc: DATASETS[wc.dataset].get("stage2_train", 0),  # SADM block III held-out subjects
         seed=config["seed"],
         kind=lambda wc: STUDY.source_of(wc.dataset)["kind"],
     script:

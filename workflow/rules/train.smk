@@ -32,6 +32,8 @@ rule pretrain_encoder:
 
 
 rule train:
+    wildcard_constraints:
+        model=model_alternatives(stage2=False),
     input:
         unpack(pretrain_input),
         volumes=paths.fill(paths.VOLUMES, dataset="{trainset}"),
@@ -58,3 +60,37 @@ rule train:
         device=config["device"],
     script:
         "../scripts/train.py"
+
+
+# SADM Stage II (P8.6): a segmentation Unet on top of the frozen Stage I model of the same training set and
+# fold. The Stage I model.pt is an input (retraining Stage I retrains Stage II); the scoring weight beta is a
+# scoring parameter (changing it reruns scoring onward only).
+rule train_stage2:
+    wildcard_constraints:
+        model=model_alternatives(stage2=True),
+    input:
+        unpack(stage2_inputs),
+    output:
+        model=paths.MODEL,
+        log=paths.TRAIN_LOG,
+    log:
+        "logs/train_stage2/{trainset}/{model}/{run}/fold-{fold}.log",
+    benchmark:
+        "results/benchmarks/train_stage2/{trainset}/{model}/{run}/fold-{fold}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1  # torch intra-op threads; the SLURM profile raises it (set-threads)
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=24 * 60,
+    params:
+        arch=lambda wc: STUDY.model_entry(wc.model)["arch"],
+        hparams=model_hparams,
+        stage1=lambda wc: STUDY.stage1_params(wc.model),
+        data=lambda wc: STUDY.stage2_data(wc.model),
+        settings=train_settings,
+        workdir=paths.TRAIN_WORKDIR,
+        device=config["device"],
+    script:
+        "../scripts/train_stage2.py"

@@ -12,5 +12,6 @@ write_report(snakemake.output[0], captions=i.captions, tables=i.tables, inferenc
              qualitative=p.qualitative, inference_time=p.inference_time, sweeps=p.sweeps, datasets=p.datasets,
              title=p.title, config=p.config, benchmarks=p.benchmarks, preset=p.preset, conventions=p.conventions,
              configfiles=getattr(snakemake, "configfiles", []), published=i.published, claims=i.claims,
-             lesionwise=i.lesionwise, healthy_fpr=i.healthy_fpr, lesion_overlap=p.lesion_overlap)
+             lesionwise=i.lesionwise, healthy_fpr=i.healthy_fpr, lesion_overlap=p.lesion_overlap,
+             heldout=i.heldout)
 log.info("report written to %s", Path(snakemake.output[0]).resolve())

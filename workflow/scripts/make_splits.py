@@ -32,7 +32,8 @@ elif snakemake.params.role == "healthy":
                             val_fraction=opts.get("val_fraction"), age_bins=opts.get("age_bins", 5),
                             seed=snakemake.params.seed)
 else:
-    splits = pathology_splits(table["subject"], val=snakemake.params.val, seed=snakemake.params.seed)
+    splits = pathology_splits(table["subject"], val=snakemake.params.val, seed=snakemake.params.seed,
+                              train=snakemake.params.stage2_train)
 splits["role"] = snakemake.params.role
 write_json(splits, snakemake.output[0])
 log.info("splits written: %s", {k: len(v) for k, v in splits.items() if isinstance(v, list)})

@@ -138,12 +138,25 @@ def _split(subjects, n_test, strata, ages, seed):
     return subjects[rest], subjects[np.sort(test)], None if ages is None else ages[rest]
 
 
-def pathology_splits(subjects, *, val=0.1, seed: int = 3141) -> dict:
-    """Unhealthy validation / test split: ``{"val": [...], "test": [...]}`` (val = count or fraction)."""
+def pathology_splits(subjects, *, val=0.1, seed: int = 3141, train=0) -> dict:
+    """Unhealthy validation / test split: ``{"val": [...], "test": [...]}`` (val = count or fraction).
+
+    ``train`` (count or fraction of all subjects; 0 = none): labelled subjects for SADM Stage II (block III),
+    drawn from what the validation draw leaves and removed from the test split: ``"train"`` is added and
+    ``val``, ``train`` and ``test`` are disjoint. With ``train=0`` the split is the same as without it.
+    """
     subjects = np.sort(np.asarray(list(subjects), dtype=str))
     n_val = _count(val, len(subjects), "val")
     test, val_ids = train_test_split(subjects, test_size=n_val, random_state=seed)
-    return {"val": sorted(val_ids.tolist()), "test": sorted(test.tolist())}
+    out = {"val": sorted(val_ids.tolist())}
+    if train:
+        n_train = _count(train, len(subjects), "stage2_train")
+        if n_train >= len(test):
+            raise ValueError(f"stage2_train={train!r} leaves no test subjects ({len(test)} remain after val)")
+        test, train_ids = train_test_split(np.sort(test), test_size=n_train, random_state=seed + 1)
+        out["train"] = sorted(train_ids.tolist())
+    out["test"] = sorted(test.tolist())
+    return out
 
 
 def splits_from_manifest(table: pd.DataFrame | list[dict]) -> dict:

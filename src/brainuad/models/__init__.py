@@ -45,7 +45,7 @@ def available() -> list[str]:
 
 #: constructor keywords that only initialise weights (e.g. a pre-trained encoder file); dropped when a
 #: model is rebuilt from its own checkpoint, whose state dict already holds those weights
-INIT_ONLY = ("pretrained_encoder",)
+INIT_ONLY = ("pretrained_encoder", "stage1_checkpoint")
 
 
 def model_class(name: str) -> Callable[..., nn.Module]:

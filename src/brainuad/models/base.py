@@ -14,8 +14,9 @@ from typing import Literal, Protocol, runtime_checkable
 
 import torch
 
-#: what a model's inference output is: reconstructions of the input, or an anomaly map
-PRODUCES = ("recon", "map")
+#: what a model's inference output is: reconstructions of the input, an anomaly map, or both (SADM Stage II:
+#: ``reconstruct`` and ``anomaly_map`` plus ``reconstruct_and_map``, both stored by the reconstruct job)
+PRODUCES = ("recon", "map", "recon_map")
 #: where ``loss`` draws its random numbers: on the model's device, or on the CPU
 RANDOM_DEVICES = ("model", "cpu")
 
@@ -30,13 +31,15 @@ class Model(Protocol):
         2: the model takes axial slices (B, 1, H, W); 3: whole volumes (B, 1, D, H, W).
     trainable : bool
         False for learning-free models (no train job; built from their hyper-parameters).
-    produces : {"recon", "map"}
-        "recon": :class:`Reconstructor` (scored against the input); "map": :class:`MapProducer`.
+    produces : {"recon", "map", "recon_map"}
+        "recon": :class:`Reconstructor` (scored against the input); "map": :class:`MapProducer`;
+        "recon_map": both, plus ``reconstruct_and_map(x, mask, *, noise_level, samples, generator) ->
+        (recons, map)`` (one pass that yields what both store).
     """
 
     input_dims: int
     trainable: bool
-    produces: Literal["recon", "map"]
+    produces: Literal["recon", "map", "recon_map"]
 
 
 @runtime_checkable
@@ -139,11 +142,14 @@ def check_model(model) -> None:
         raise TypeError(f"{name}.input_dims must be 2 or 3, got {model.input_dims!r}")
     if model.produces not in PRODUCES:
         raise TypeError(f"{name}.produces must be one of {PRODUCES}, got {model.produces!r}")
-    needed = [Reconstructor if model.produces == "recon" else MapProducer] + ([Trainable] if model.trainable else [])
+    needed = {"recon": [Reconstructor], "map": [MapProducer], "recon_map": [Reconstructor, MapProducer]}[model.produces]
+    needed = needed + ([Trainable] if model.trainable else [])
     for proto in needed:
         for member in _members(proto):
             if not hasattr(model, member):
                 raise TypeError(f"{name} ({proto.__name__}) does not declare {member}")
+    if model.produces == "recon_map" and not hasattr(model, "reconstruct_and_map"):
+        raise TypeError(f"{name} (recon_map) does not declare reconstruct_and_map")
     if model.trainable and model.random_device not in RANDOM_DEVICES:
         raise TypeError(f"{name}.random_device must be one of {RANDOM_DEVICES}, got {model.random_device!r}")
 

@@ -85,12 +85,24 @@ def qualitative_panels(table: dict, fold: int, *, options: dict, models: dict, d
             image, mask, seg = pack["images"][j].astype(np.float32), pack["masks"][j], pack["segs"][j]
             thr = read_json(paths.fill(paths.THRESHOLD, **where))["threshold"]
             amap, binary = final_map(maps[k], mask, thr, options, conventions)
-            recon, hist = _mean_recon(Path(paths.fill(paths.RECON, **where)), k, image, mask, seg, sl, histogram_bins)
-            label = models[model].get("label", model)
+            rec_file = Path(paths.fill(paths.RECON, **where))
+            recon, hist = _mean_recon(rec_file, k, image, mask, seg, sl, histogram_bins)
+            label = row.get("label") or models[model].get("label", model)
             panels.append({"title": f"{datasets[ds].get('label', ds)}\n{label} · {subject} z={sl}",
                            "image": image[sl], "seg": seg[sl], "mask": mask[sl], "map": amap[sl], "recon": recon,
-                           "binary": binary[sl], "hist": hist})
+                           "binary": binary[sl], "hist": hist, "prediction": _model_map(rec_file, k, sl)})
     return panels
+
+
+def _model_map(rec_file: Path, k: int, sl: int):
+    """Slice ``sl`` of the model's own map of subject k where the reconstruct output stores it beside
+    reconstructions (a SADM Stage II model: the Unet prediction), else None."""
+    if not rec_file.exists():
+        return None
+    with np.load(rec_file) as z:
+        if "maps" not in z.files or "recons" not in z.files:
+            return None
+        return z["maps"][k, sl].astype(np.float32)
 
 
 def _mean_recon(rec_file: Path, k: int, image, mask, seg, sl: int, bins: int):

@@ -44,13 +44,20 @@ def qualitative_figure(panels: list[dict], path: str | Path) -> None:
     """
     n = len(panels)
     with_hist = any(p.get("hist") is not None for p in panels)
-    ncol = 5 if with_hist else 4
+    # SADM Stage II rows: the signed residual and the Unet prediction between reconstruction and final map
+    with_pred = any(p.get("prediction") is not None for p in panels)
+    extra = 2 if with_pred else 0
+    ncol = 4 + extra + (1 if with_hist else 0)
     fig, axes = plt.subplots(n, ncol, figsize=(2.0 * ncol, 2.0 * n + 0.4), squeeze=False)
-    titles = ["input + ground truth", "reconstruction", "anomaly map", "thresholded + ground truth",
-              "healthy voxels: input vs recon"]
+    titles = (["input + ground truth", "reconstruction"] + (["residual x - recon", "Unet prediction"] if with_pred else [])
+              + ["anomaly map" if not with_pred else "final map", "thresholded + ground truth",
+                 "healthy voxels: input vs recon"])
     for ax, title in zip(axes[0], titles):
         ax.set_title(title, fontsize=8)
-    for row, p in zip(axes, panels):
+    for full_row, p in zip(axes, panels):
+        row = [full_row[0], full_row[1]] + list(full_row[2 + extra :])
+        if with_pred:
+            _prediction_panels(full_row[2], full_row[3], p)
         row[0].imshow(p["image"], cmap="gray", vmin=0, vmax=1)
         row[0].contour(p["seg"], levels=[0.5], colors="r", linewidths=0.7)
         if p.get("recon") is not None:
@@ -71,6 +78,21 @@ def qualitative_figure(panels: list[dict], path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
+
+
+def _prediction_panels(ax_res, ax_pred, p: dict) -> None:
+    """Signed residual (input - reconstruction, diverging colours) and the model's own prediction in [0, 1]."""
+    for ax in (ax_res, ax_pred):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if p.get("prediction") is None or p.get("recon") is None:
+        for ax in (ax_res, ax_pred):
+            ax.text(0.5, 0.5, "-", ha="center", va="center", fontsize=7)
+        return
+    res = (p["image"] - p["recon"]) * (p["mask"] > 0)
+    lim = max(float(np.abs(res).max()), 1e-6)
+    ax_res.imshow(res, cmap="coolwarm", vmin=-lim, vmax=lim)
+    ax_pred.imshow(p["prediction"], cmap="inferno", vmin=0, vmax=1)
 
 
 def _histogram_panel(ax, hist: dict | None) -> None:

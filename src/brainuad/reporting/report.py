@@ -115,6 +115,30 @@ def claims_table(tsv: str | Path) -> tuple[str, pd.DataFrame, str]:
     return "Thesis claims re-tested", shown.set_index("claim"), textwrap.fill(note, NOTE_WIDTH)
 
 
+def heldout_table(splits_files, datasets: dict) -> tuple[str, pd.DataFrame, str]:
+    """(title, one line per pathology set and use, note) of the SADM held-out subjects page: the subjects
+    whose labels train Stage II (block III) and those that calibrate thresholds, none of them in a test split."""
+    import json
+
+    lines = []
+    for path in splits_files:
+        ds = Path(path).stem
+        splits = json.loads(Path(path).read_text())
+        label = datasets.get(ds, {}).get("label", ds)
+        for key, use in (("train", "SADM Stage II training (labels)"), ("val", "threshold calibration")):
+            subjects = splits.get(key, [])
+            lines.append({"dataset": label, "use": use, "n": len(subjects),
+                          "subjects": textwrap.fill(", ".join(subjects), 70)})
+        lines.append({"dataset": label, "use": "test (every model)", "n": len(splits.get("test", [])), "subjects": "-"})
+    note = ("Subjects used to train SADM Stage II (block III) or to calibrate thresholds are removed from the test split "
+            "of their data set for every model of every table. Stage II selects its checkpoint on its own training "
+            "subjects: unlike the public code (which selects the Stage II checkpoint on the validation subjects that it "
+            "later also uses for the threshold search), no calibration or test subject is seen in training or model "
+            "selection.")
+    return ("SADM Stage II: held-out subjects", pd.DataFrame(lines).set_index("dataset"),
+            textwrap.fill(note, NOTE_WIDTH))
+
+
 def inference_table(tsv: str | Path, spec: dict, captions: dict) -> tuple[str, pd.DataFrame, str]:
     """(title, display table, note) of the inference-time table."""
     timing = pd.read_csv(tsv, sep="\t", keep_default_na=False)
@@ -220,7 +244,7 @@ def _first_shown(n: int) -> str:
 def write_report(path: str | Path, *, captions, tables, inference, figures, qc_tables, qc_exclusions, qc_figures,
                  table_specs: dict, qualitative: dict, inference_time: dict, sweeps: dict, datasets: dict,
                  title: str, config: dict, benchmarks: str | Path, configfiles=(), preset: str = "-",
-                 conventions=(), published=(), claims=(), lesionwise=(), healthy_fpr=(),
+                 conventions=(), published=(), claims=(), heldout=(), lesionwise=(), healthy_fpr=(),
                  lesion_overlap: float = 0.0) -> None:
     """Write results/report/benchmark.pdf.
 
@@ -244,6 +268,7 @@ def write_report(path: str | Path, *, captions, tables, inference, figures, qc_t
     claims : [] or [the claims TSV]
     lesionwise, healthy_fpr : long TSVs of the lesion-wise and healthy-FPR tables (report.lesionwise / healthy_fpr)
     lesion_overlap : evaluation.lesions.overlap (the detection rule in the captions)
+    heldout : splits files of the pathology sets with SADM Stage II training subjects (listed on one page)
     """
     caps = read_captions(captions)
     table_pages = []
@@ -258,6 +283,8 @@ def write_report(path: str | Path, *, captions, tables, inference, figures, qc_t
             table_pages.append(published_table(tsv, spec, published_by_name[spec["published"]["table"]], datasets))
     if claims:
         table_pages.append(claims_table(claims[0]))
+    if heldout:
+        table_pages.append(heldout_table(heldout, datasets))
     if inference:
         table_pages.append(inference_table(inference[0], inference_time, caps))
     overlap = f"{lesion_overlap:.0%}" if lesion_overlap else "any"

@@ -38,8 +38,10 @@ import numpy as np
 _REGISTRY: dict[str, Callable] = {}
 _USES: dict[str, str] = {}
 _ARRAYS: dict[str, str] = {}
-USES = ("recons", "maps")
-"""What a scoring reads: ``recons`` (the input and its reconstructions) or ``maps`` (the model's own maps)."""
+USES = ("recons", "maps", "recons+maps")
+"""What a scoring reads: ``recons`` (the input and its reconstructions), ``maps`` (the model's own maps) or
+``recons+maps`` (both, from a ``"recon_map"`` model such as SADM Stage II: ``fn(image, recons, mask,
+model_map=..., **params)``)."""
 ARRAYS = ("torch", "any")
 """What a scoring of reconstructions computes on: ``torch`` tensors, or ``any`` (numpy stays numpy)."""
 
@@ -50,9 +52,11 @@ def register(name: str, uses: str = "recons", arrays: str = "torch"):
     Parameters
     ----------
     name : str
-    uses : {"recons", "maps"}, default "recons"
+    uses : {"recons", "maps", "recons+maps"}, default "recons"
         ``"recons"``: ``fn(image, recons, mask, **params) -> map`` (see the module docstring);
-        ``"maps"``: ``fn(maps, **params) -> maps`` on the (N, D, H, W) maps the model stored itself.
+        ``"maps"``: ``fn(maps, **params) -> maps`` on the (N, D, H, W) maps the model stored itself;
+        ``"recons+maps"``: ``fn(image, recons, mask, model_map=map, **params)`` with the model's own map of
+        the image's shape (called through :func:`score` with ``model_map=``).
     arrays : {"torch", "any"}, default "torch"
         ``"any"``: ``fn`` uses only operations numpy arrays and torch tensors share, and :func:`score`
         passes numpy inputs through without importing torch.
@@ -118,6 +122,12 @@ def uses_model_maps(name: str) -> bool:
     return _USES[name] == "maps"
 
 
+def uses_recons_and_maps(name: str) -> bool:
+    """True when scoring ``name`` combines the reconstructions with the model's own map (SADM)."""
+    scoring_fn(name)
+    return _USES[name] == "recons+maps"
+
+
 def score(name: str, image, recons, mask, **params):
     """Compute the anomaly map ``name`` (see the module docstring for shapes).
 
@@ -149,6 +159,15 @@ def score(name: str, image, recons, mask, **params):
     rec_t = torch.as_tensor(np.asarray(recons, dtype=np.float32)) if as_numpy else recons.float()
     msk_t = torch.as_tensor(np.asarray(mask)).to(img_t.device) if as_numpy else mask.to(img_t.device)
     _check_shapes(tuple(img_t.shape), tuple(rec_t.shape), tuple(msk_t.shape))
+    if _USES[name] == "recons+maps":
+        if params.get("model_map") is None:
+            raise ValueError(f"scoring {name!r} needs the model's own map (model_map=...)")
+        mm = params["model_map"]
+        params["model_map"] = (torch.as_tensor(np.asarray(mm, dtype=np.float32)) if isinstance(mm, np.ndarray)
+                               else mm.float()).to(img_t.device)
+        if tuple(params["model_map"].shape) != tuple(img_t.shape):
+            raise ValueError(f"model_map shape {tuple(params['model_map'].shape)} differs from image shape "
+                             f"{tuple(img_t.shape)}")
     out = fn(img_t, rec_t, msk_t > 0, **params)
     return out.cpu().numpy() if as_numpy else out
 

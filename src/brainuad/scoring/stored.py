@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.pack import load_pack, subject_index
-from . import score, scoring_fn, uses_model_maps
+from . import score, scoring_fn, uses_model_maps, uses_recons_and_maps
 
 
 def score_stored(scoring: dict, recon_path: str | Path, volumes_path: str | Path) -> dict[str, np.ndarray]:
@@ -19,8 +19,9 @@ def score_stored(scoring: dict, recon_path: str | Path, volumes_path: str | Path
         ``name`` (a registered scoring), optional ``samples`` (use only the first N stored
         reconstructions) and the scoring's parameters.
     recon_path : path
-        Reconstruct output: ``recons`` (S, N, D, H, W) or, for learning-free models, ``maps`` (N, D, H, W),
-        plus ``subjects`` and ``split`` (N,).
+        Reconstruct output: ``recons`` (S, N, D, H, W) or, for learning-free models, ``maps`` (N, D, H, W)
+        (both for a ``"recon_map"`` model, whose ``recons+maps`` scorings combine them), plus ``subjects``
+        and ``split`` (N,).
     volumes_path : path
         The dataset's pack (inputs and brain masks); read only for scorings of reconstructions.
 
@@ -54,11 +55,16 @@ def _score_recons(name, rec, recon_path, volumes_path, samples, params) -> np.nd
             raise ValueError(f"scoring {name!r} asks for samples={samples} but {recon_path} holds "
                              f"{recons.shape[0]}; raise reconstruct.samples for this model")
         recons = recons[:samples]
+    both = uses_recons_and_maps(name)
+    if both and "maps" not in rec:
+        raise ValueError(f"scoring {name!r} needs reconstructions and the model's own maps; {recon_path} "
+                         "holds reconstructions only (a SADM Stage II model stores both)")
     pack = load_pack(volumes_path)
     idx = subject_index(pack, rec["subjects"].tolist())
     maps = np.zeros(recons.shape[1:], dtype=np.float32)
     for i, j in enumerate(idx):  # one volume at a time: (1, 1, D, H, W)
         image = pack["images"][j][None, None].astype(np.float32)
         mask = pack["masks"][j][None, None]
-        maps[i] = score(name, image, recons[:, i][:, None, None].astype(np.float32), mask, **params)[0, 0]
+        extra = {"model_map": rec["maps"][i][None, None].astype(np.float32)} if both else {}
+        maps[i] = score(name, image, recons[:, i][:, None, None].astype(np.float32), mask, **params, **extra)[0, 0]
     return maps
