@@ -284,12 +284,13 @@ def test_data_and_report_inputs():
         f"results/qc/{ds}/qc.tsv" for ds in ("healthy_t2", "tumour_t2", "ms_t2")]
     report = s.report_inputs()
     assert list(report) == ["tables", "figures", "sweeps", "qc_tables", "qc_exclusions", "qc_figures", "inference",
-                            "captions", "claims", "published", "lesionwise", "healthy_fpr"]
+                            "captions", "claims", "published", "lesionwise", "healthy_fpr", "heldout"]
     assert {Path(c).name for c in report["captions"]} >= {"table.rst", "qualitative.rst"}  # a caption edit reruns it
     assert report["tables"] == [f"results/tables/{t}.tsv" for t in ("segmentation", "reconstruction", "diffusion",
-                                                                     "detection", "no_postprocessing", "volumes")]
+                                                                     "detection", "no_postprocessing", "volumes", "sadm")]
     assert report["lesionwise"] == ["results/tables/lesionwise_detection.tsv"]
     assert report["healthy_fpr"] == ["results/tables/healthy_fpr_detection.tsv"]
+    assert report["heldout"] == ["results/splits/tumour_t2.json"]  # the SADM Stage II training subjects page
     assert report["inference"] == ["results/tables/inference_time.tsv"]
     assert report["qc_exclusions"][0] == "results/qc/healthy_t2/exclusions.tsv"
 
