@@ -434,3 +434,66 @@ def load_backbone(spec: dict, *, in_channels: int = 1, device: str | torch.devic
                          f"unexpected keys {extra[:5]}, wrong shapes {bad[:5]})")
     net.load_state_dict(state, strict=False)
     return net.to(device).eval()
+
+
+# --------------------------------------------------------------------------------------------
+# backbones inside registered models
+# --------------------------------------------------------------------------------------------
+
+
+def model_backbone(spec: dict, pretrained_encoder=None, *, in_channels: int = 1) -> tuple[nn.Module, bool]:
+    """The backbone a feature-based model builds at construction, and whether its weights are loaded.
+
+    Parameters
+    ----------
+    spec : dict
+        The model's ``backbone`` hyper-parameter (see :func:`load_backbone`).
+    pretrained_encoder : path, optional
+        The ``pretrain_encoder`` stage's checkpoint (a model with a ``pretrain`` config section gets it;
+        only for ``kind: ssl``). An ``imagenet`` spec reads its own ``weights``.
+    in_channels : int
+
+    Returns
+    -------
+    (backbone, loaded). ``loaded`` is False only for an ``ssl`` spec built without its checkpoint: the
+    architecture alone, which is right when the model is rebuilt from its own checkpoint (the state dict
+    holds the backbone) and wrong for training; the models call :func:`require_loaded` before using it.
+
+    Raises
+    ------
+    BackboneNotConfigured
+        An ``imagenet`` spec whose weights file is not set or missing.
+    """
+    _check_spec(spec)
+    if spec["kind"] == "ssl":
+        if pretrained_encoder is None:
+            return build_backbone(spec, in_channels=in_channels), False
+        return load_backbone({**spec, "weights": str(pretrained_encoder)}, in_channels=in_channels), True
+    if pretrained_encoder is not None:
+        raise ValueError("pretrained_encoder is only used by an 'ssl' backbone; this one is "
+                         f"{describe(spec)} (remove the model's `pretrain` section)")
+    return load_backbone(spec, in_channels=in_channels), True
+
+
+def require_loaded(model: nn.Module) -> None:
+    """Raise :class:`BackboneNotConfigured` when ``model.backbone_loaded`` is False (an ``ssl`` backbone
+    without the ``pretrain_encoder`` checkpoint and not restored from a trained model)."""
+    if not getattr(model, "backbone_loaded", True):
+        raise BackboneNotConfigured(model.backbone_spec, "an 'ssl' backbone needs the SSL pre-training: give the "
+                                    "model a `pretrain` section (the pretrain_encoder stage) or restore a trained "
+                                    "checkpoint")
+
+
+class BackboneModelMixin:
+    """What every backbone-based model shares: ``encoder_hparams`` for the ``pretrain_encoder`` stage and
+    marking an ``ssl`` backbone as loaded when the model's own checkpoint is restored."""
+
+    @staticmethod
+    def encoder_hparams(hparams: dict) -> dict:
+        """ResNetEncoder arguments the ``pretrain_encoder`` stage trains for a model with ``hparams``."""
+        return ssl_encoder_hparams(hparams.get("backbone") or {}, int(hparams.get("in_channels", 1)))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if any(k.startswith(prefix + "backbone.") for k in state_dict):
+            self.backbone_loaded = True
