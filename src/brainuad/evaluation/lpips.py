@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-#: VGG16 "D" configuration; "M" = 2x2 max pooling. LPIPS taps the ReLU before each pooling.
-_VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
+from ..models.backbones import vgg16_layers
+
 _SHIFT = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
 _SCALE = torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
 
@@ -38,16 +37,7 @@ class LPIPS(nn.Module):
         path = Path(weights_path)
         if not path.is_file():
             raise FileNotFoundError(f"evaluation.lpips_weights: {path} does not exist")
-        layers, cin = [], 3
-        for v in _VGG16:
-            if v == "M":
-                layers.append(nn.MaxPool2d(2))
-            else:
-                layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU(inplace=False)]
-                cin = v
-        self.features = nn.Sequential(*layers)
-        self.taps = [i + 1 for i, layer in enumerate(layers) if isinstance(layer, nn.Conv2d)
-                     and (i + 2 == len(layers) or isinstance(layers[i + 2], nn.MaxPool2d))]
+        self.features, self.taps = vgg16_layers()  # shared with the feature backbones
         channels = [64, 128, 256, 512, 512]
         self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in channels)
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -51,6 +51,11 @@ class Trainable(Protocol):
         Device of the generator the loop passes to :meth:`loss`: the model's device, or the CPU
         (for objectives that draw their randomness on the CPU before moving it to the model).
 
+    A model may declare ``param_groups(lr) -> list[dict]`` (optimiser parameter groups with learning rates
+    of their own, e.g. EDC's encoder and decoder) and ``closed_form = True`` with
+    ``fit_reference(train_volumes)`` instead of ``loss`` (fitted without gradient steps, e.g. the covariance
+    model).
+
     A model may also declare ``accepts_target = True`` when its ``loss`` takes a keyword ``target`` (the
     un-erased batch): only such models can be trained with spatial erasing (``TrainSettings.erasing``,
     :mod:`brainuad.training.erasing`), which corrupts the input and keeps the clean batch as the target.
@@ -139,12 +144,18 @@ def check_model(model) -> None:
         raise TypeError(f"{name}.input_dims must be 2 or 3, got {model.input_dims!r}")
     if model.produces not in PRODUCES:
         raise TypeError(f"{name}.produces must be one of {PRODUCES}, got {model.produces!r}")
-    needed = [Reconstructor if model.produces == "recon" else MapProducer] + ([Trainable] if model.trainable else [])
+    # a closed-form model (``closed_form = True``, e.g. the covariance model) is fitted by ``fit_reference``
+    # instead of gradient steps, so it has no ``loss``
+    closed_form = getattr(model, "closed_form", False)
+    if model.trainable and closed_form and not hasattr(model, "fit_reference"):
+        raise TypeError(f"{name} is closed_form but does not declare fit_reference")
+    gradient_trained = model.trainable and not closed_form
+    needed = [Reconstructor if model.produces == "recon" else MapProducer] + ([Trainable] if gradient_trained else [])
     for proto in needed:
         for member in _members(proto):
             if not hasattr(model, member):
                 raise TypeError(f"{name} ({proto.__name__}) does not declare {member}")
-    if model.trainable and model.random_device not in RANDOM_DEVICES:
+    if gradient_trained and model.random_device not in RANDOM_DEVICES:
         raise TypeError(f"{name}.random_device must be one of {RANDOM_DEVICES}, got {model.random_device!r}")
 
 

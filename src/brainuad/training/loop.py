@@ -337,6 +337,8 @@ def fit(
     model = build_model(arch, **hparams).to(dev)
     if not model.trainable:
         raise ValueError(f"model {arch!r} is learning-free and has nothing to train")
+    if getattr(model, "closed_form", False):
+        return _fit_closed_form(model, arch, hparams, train_volumes, settings, Path(out_model), Path(out_log), t0=time.time())
     input_dims = model.input_dims
     augmenter = augment_from_config(settings.augment)
     if augmenter is not None and input_dims != 2:
@@ -346,7 +348,8 @@ def fit(
     eraser = erasing_from_config(settings.erasing)
     if eraser is not None and not getattr(model, "accepts_target", False):
         raise ValueError(f"settings.erasing needs a model whose loss takes the un-erased target; {arch!r} does not")
-    opt = _optimizer(settings, model.parameters())
+    # a model may give its parameters learning rates of their own (EDC: encoder and decoder)
+    opt = _optimizer(settings, model.param_groups(settings.lr) if hasattr(model, "param_groups") else model.parameters())
     use_amp = amp_enabled(settings.amp, dev)
     sample_gen = torch.Generator().manual_seed(settings.seed + 1)
     model_gen = torch.Generator(device=_generator_device(model, dev)).manual_seed(settings.seed + 2)
@@ -445,6 +448,18 @@ def fit(
         _write_log(log_rows, Path(out_log))
         save_state()
     return {"status": status, "step": step, "best_val_loss": best_val, "best_step": best_step}
+
+
+def _fit_closed_form(model, arch: str, hparams: dict, train_volumes: np.ndarray, settings: TrainSettings,
+                     out_model: Path, out_log: Path, t0: float) -> dict:
+    """Fit a model with ``closed_form = True`` (the covariance model): ``model.fit_reference(train_volumes)``,
+    no gradient steps; the checkpoint has the same keys as a trained model's (step 0, no validation loss)
+    and the log one row."""
+    model.fit_reference(train_volumes)
+    _atomic_save({"arch": arch, "hparams": hparams, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                  "step": 0, "val_loss": math.nan, "settings": asdict(settings)}, out_model)
+    _write_log([{"step": 0, "loss": "", "val_loss": "", "seconds": round(time.time() - t0, 3)}], out_log)
+    return {"status": "done", "step": 0, "best_val_loss": math.nan, "best_step": 0}
 
 
 def _write_log(rows: list[dict], path: Path) -> None:
