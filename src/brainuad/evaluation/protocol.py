@@ -195,10 +195,16 @@ def evaluate_stored(role: str, options: dict, scores_path: str | Path, recon_pat
 
     Returns
     -------
-    (summary, rows) as the two evaluate functions return them.
+    (summary, rows) as the two evaluate functions return them; for scores marked ``not_configured``
+    (:func:`brainuad.scoring.stored.score_stored`) ``({"not_configured": reason}, one row per subject
+    without metrics)``.
     """
     with np.load(scores_path) as z:
         maps, subjects, split = z["maps"], z["subjects"].tolist(), z["split"].tolist()
+        not_configured = str(z["not_configured"]) if "not_configured" in z.files else None
+    if not_configured:  # a scoring without its pre-trained weights: no numbers, the reason instead
+        return ({"not_configured": not_configured},
+                [{"subject": s, "split": sp} for s, sp in zip(subjects, split)])
     pack = load_pack(volumes_path)
     idx = subject_index(pack, subjects)
     images = pack["images"][idx].astype(np.float32)

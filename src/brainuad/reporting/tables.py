@@ -118,9 +118,13 @@ def aggregate(spec: dict, eval_dir, folds, models: dict, datasets: dict, default
                                                           metric) for f in folds])
                     std_of = subj[np.isfinite(subj)]
                 note = ""
-                if metric in OPTIONAL and not finite.size:
+                if not finite.size:
                     d = Path(eval_dir(model, run, folds[0], ds, scoring))
-                    note = str(json.loads((d / "threshold.json").read_text()).get(metric, ""))
+                    summary = json.loads((d / "threshold.json").read_text())
+                    if summary.get("not_configured"):  # a scoring whose pre-trained weights are missing
+                        note = "not configured"
+                    elif metric in OPTIONAL:
+                        note = str(summary.get(metric, ""))
                 lines.append({
                     "row": label, "model": model, "run": run, "scoring": scoring, "dataset": ds,
                     "dataset_label": datasets[ds].get("label", ds), "metric": metric,
