@@ -5,5 +5,49 @@ it must not import the model code. ``test_catalog_agrees_with_model_classes`` in
 tests/models/test_models.py checks that these facts agree with the model classes.
 """
 
+from pathlib import Path
+
 #: Models with nothing to train (no train job; the reconstruct job builds them from their hparams).
 LEARNING_FREE = frozenset({"thresh"})
+
+
+# ------------------------------------------------------------------ feature backbones (brainuad.models.backbones)
+
+
+def describe_backbone(spec: dict) -> str:
+    """One-line description of a backbone spec for logs and the report, e.g. ``"ImageNet resnet18 (r18.pth)"``."""
+    if not isinstance(spec, dict):
+        return repr(spec)
+    if spec.get("kind") == "imagenet":
+        weights = spec.get("weights")
+        return f"ImageNet {spec.get('arch')} ({Path(weights).name if weights else 'no weights file'})"
+    if spec.get("kind") == "ssl":
+        return f"in-domain SSL ResNet {list(spec.get('channels', (32, 64, 128, 256)))}"
+    return repr(spec)
+
+
+def backbone_configured(spec: dict | None) -> bool:
+    """True when ``spec`` can be loaded: no backbone, an ImageNet spec whose weights file exists, or an
+    ``ssl`` spec (its weights are produced by the workflow's ``pretrain_encoder`` stage)."""
+    if not spec or spec.get("kind") == "ssl":
+        return True
+    weights = spec.get("weights")
+    return bool(weights) and Path(weights).expanduser().is_file()
+
+
+def entry_backbone(entry: dict) -> dict | None:
+    """The ``hparams.backbone`` spec of a config model entry, or None for a model without a backbone."""
+    spec = (entry.get("hparams") or {}).get("backbone")
+    return spec if isinstance(spec, dict) else None
+
+
+def entry_configured(entry: dict) -> bool:
+    """False for a model entry whose backbone weights file is not set or missing: the workflow runs no job for
+    it and its table rows say "not configured" (never a number)."""
+    return backbone_configured(entry_backbone(entry))
+
+
+def entry_backbone_label(entry: dict) -> str:
+    """What the report says about a model's backbone: :func:`describe_backbone`, "" for a model without one."""
+    spec = entry_backbone(entry)
+    return describe_backbone(spec) if spec else ""

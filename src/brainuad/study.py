@@ -16,7 +16,7 @@ import yaml
 
 from brainuad import conventions as conv
 from brainuad import paths
-from brainuad.catalog import LEARNING_FREE
+from brainuad.catalog import LEARNING_FREE, entry_configured
 from brainuad.evaluation import claims as claims_lib
 from brainuad.evaluation import stats as stats_lib
 from brainuad.reporting.tables import row_label, row_scoring, table_row
@@ -181,7 +181,10 @@ class Study:
         self.scorings = self._expand_scorings()
         self.tables = config["tables"]
         #: {table: rows with scoring and run filled in}
-        self.table_rows = {name: [table_row(row, RUN) for row in table["rows"]] for name, table in self.tables.items()}
+        #: models whose backbone weights file is missing: no jobs, their table rows say "not configured"
+        self.unconfigured = sorted(m for m, entry in self.models.items() if not entry_configured(entry))
+        self.table_rows = {name: [table_row(row, RUN) for row in table["rows"] if row["model"] not in self.unconfigured]
+                           for name, table in self.tables.items()}
         self.folds = list(range(config["splits"]["folds"]))
         self.model_sweeps = config.get("sweeps", {})
         self.all_sweeps = [*self.scoring_sweeps, *self.model_sweeps]
@@ -581,7 +584,8 @@ class Study:
 
     def claims_missing(self) -> dict[str, list[str]]:
         """{claim id: what the config lacks for it} (an empty list: testable)."""
-        return {c["id"]: claims_lib.missing(c, self.models, self.scorings, self.datasets, self.run_ids)
+        models = {m: e for m, e in self.models.items() if m not in self.unconfigured}  # no results without a backbone
+        return {c["id"]: claims_lib.missing(c, models, self.scorings, self.datasets, self.run_ids)
                 for c in self.config.get("claims", [])}
 
     def claims_inputs(self) -> list[str]:

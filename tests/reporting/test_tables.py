@@ -79,3 +79,30 @@ def test_subject_spread_is_the_std_over_all_test_subjects(tmp_path):
 
     with pytest.raises(ValueError, match="spread must be"):
         aggregate({**spec, "spread": "x"}, lambda *a: tmp_path / "v/0", [0], {"v": {}}, {"t": {}})
+
+
+def test_rows_without_configured_backbone_say_not_configured(tmp_path):
+    from brainuad.reporting.tables import backbone_note, configured_rows
+
+    _write(tmp_path / "ae/0", [{"subject": "a", "split": "test", "dice": 0.2}])
+    weights = tmp_path / "r18.pth"
+    weights.write_bytes(b"x")  # exists: configured (its contents are checked only when a job loads it)
+    models = {"ae": {"label": "AE"},
+              "fae": {"label": "FAE", "hparams": {"backbone": {"kind": "imagenet", "arch": "resnet18",
+                                                               "weights": str(tmp_path / "missing.pth")}}},
+              "rd": {"label": "RD", "hparams": {"backbone": {"kind": "imagenet", "arch": "wide_resnet50_2",
+                                                             "weights": str(weights)}}},
+              "edc": {"label": "EDC", "hparams": {"backbone": {"kind": "ssl", "channels": [8, 16]}}}}
+    spec = {"rows": [{"model": "ae"}, {"model": "fae"}], "datasets": ["t"], "metrics": ["dice"]}
+
+    def eval_dir(m, r, f, d, s):
+        assert m != "fae", "an unconfigured row must not read results"
+        return tmp_path / m / str(f)
+
+    long = aggregate(spec, eval_dir, [0], models, {"t": {"label": "T"}})
+    table = wide(long)
+    assert table.loc["FAE", "T · DICE"] == "not configured"
+    assert table.loc["AE", "T · DICE"] == "20.00"
+    assert backbone_note(long) == " Backbones: FAE = ImageNet resnet18 (missing.pth) - not configured."
+    assert [r["model"] for r in configured_rows({**spec, "rows": spec["rows"] + [{"model": "rd"}, {"model": "edc"}]},
+                                                 models)["rows"]] == ["ae", "rd", "edc"]

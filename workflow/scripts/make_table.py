@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from brainuad.reporting.tables import aggregate, attach_stats, to_latex, to_markdown, wide
+from brainuad.reporting.tables import aggregate, attach_stats, backbone_note, to_latex, to_markdown, wide
 from brainuad.paths import eval_dir_lookup
 from brainuad.utils import log_to
 
@@ -20,6 +20,7 @@ long = attach_stats(long, pd.read_csv(snakemake.input.stats, sep="\t"), p.settin
 long.to_csv(snakemake.output.tsv, sep="\t", index=False)
 table = wide(long)
 title = p.spec.get("title", snakemake.wildcards.table)
-Path(snakemake.output.md).write_text(to_markdown(table, title))
+note = backbone_note(long).strip()  # which backbone each feature-based row used (or "not configured")
+Path(snakemake.output.md).write_text(to_markdown(table, title) + (f"\n{note}\n" if note else ""))
 Path(snakemake.output.tex).write_text(to_latex(table, title))
 log.info("\n%s", table.to_string())

@@ -2,7 +2,7 @@
 
 from brainuad.evaluation.stats import read_fold, table_stats
 from brainuad.paths import eval_dir_lookup
-from brainuad.reporting.tables import METRICS, POOLED
+from brainuad.reporting.tables import METRICS, POOLED, configured_rows
 from brainuad.utils import log_to
 
 log = log_to(snakemake.log[0])
@@ -15,6 +15,6 @@ def load(model, run, fold, dataset, scoring):
     return read_fold(f"{d}/metrics.tsv", f"{d}/threshold.json")
 
 
-out = table_stats(p.spec, load, p.folds, p.models, p.datasets, p.settings, METRICS, POOLED, default_run=p.run)
+out = table_stats(configured_rows(p.spec, p.models), load, p.folds, p.models, p.datasets, p.settings, METRICS, POOLED, default_run=p.run)
 out.to_csv(snakemake.output[0], sep="\t", index=False)
 log.info("%d cells tested: %s", len(out), out["test"].iloc[0] if len(out) else "-")

@@ -37,6 +37,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from ..catalog import backbone_configured as configured  # noqa: F401  (torch-free, used at parse time)
+from ..catalog import describe_backbone as describe
+
 KINDS = ("imagenet", "ssl")
 #: torchvision ResNets: (block, blocks per stage, bottleneck width multiplier)
 RESNETS = {
@@ -316,18 +319,6 @@ def _check_spec(spec: dict) -> dict:
     return spec
 
 
-def describe(spec: dict) -> str:
-    """One-line description of a backbone for logs and the report, e.g. ``"ImageNet resnet18 (r18.pth)"``."""
-    if not isinstance(spec, dict):
-        return repr(spec)
-    if spec.get("kind") == "imagenet":
-        weights = spec.get("weights")
-        return f"ImageNet {spec.get('arch')} ({Path(weights).name if weights else 'no weights file'})"
-    if spec.get("kind") == "ssl":
-        return f"in-domain SSL ResNet {list(spec.get('channels', (32, 64, 128, 256)))}"
-    return repr(spec)
-
-
 def ssl_encoder_hparams(spec: dict, in_channels: int = 1) -> dict:
     """ResNetEncoder arguments of an ``ssl`` spec: what the ``pretrain_encoder`` stage trains."""
     _check_spec(spec)
@@ -357,17 +348,6 @@ def build_backbone(spec: dict, *, in_channels: int = 1) -> nn.Module:
     if spec["arch"] == "vgg16":
         return VGG16Features(in_channels, layers or (1, 2, 3, 4, 5), spec.get("input_norm", "lpips"))
     return ResNetFeatures(spec["arch"], in_channels, layers or (1, 2, 3), spec.get("input_norm", "imagenet"))
-
-
-def configured(spec: dict | None) -> bool:
-    """True when ``spec`` can be loaded without a workflow stage: an ImageNet spec whose weights file
-    exists, or an ``ssl`` spec (its weights are produced by the ``pretrain_encoder`` stage)."""
-    if not spec:
-        return True
-    if spec.get("kind") == "ssl":
-        return True
-    weights = spec.get("weights")
-    return bool(weights) and Path(weights).is_file()
 
 
 def _weights_state(spec: dict, path: Path) -> dict:
@@ -497,3 +477,4 @@ class BackboneModelMixin:
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         if any(k.startswith(prefix + "backbone.") for k in state_dict):
             self.backbone_loaded = True
+

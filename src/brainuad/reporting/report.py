@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 
 from .pdf import build_report
-from .tables import METRICS, row_scoring, wide
+from .tables import METRICS, backbone_note, row_scoring, wide
 from .timing import display as timing_display
 
 QC_ROWS = 28
@@ -65,7 +65,7 @@ def result_table(tsv: str | Path, spec: dict, captions: dict) -> tuple[str, pd.D
     name = Path(tsv).stem
     long = pd.read_csv(tsv, sep="\t")
     note = captions["table"].format(n_folds=long["n_folds"].max(), metrics=", ".join(spec["metrics"]), name=name)
-    return spec.get("title", name), wide(long), textwrap.fill(note + stats_note(long), NOTE_WIDTH)
+    return spec.get("title", name), wide(long), textwrap.fill(note + stats_note(long) + backbone_note(long), NOTE_WIDTH)
 
 
 def ci_table(tsv: str | Path, spec: dict) -> tuple[str, pd.DataFrame, str] | None:

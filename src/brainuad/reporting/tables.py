@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..catalog import entry_backbone_label, entry_configured
+
 #: name -> (column label, display scale, higher is better)
 METRICS = {
     "dice_oracle": ("[DICE]", 100.0, True),
@@ -36,6 +38,9 @@ METRICS = {
 #: metrics that need an optional resource; a fold without it records ``{metric: "not configured"}``
 #: in threshold.json and the table cell says so instead of "n/a"
 OPTIONAL = {"lpips"}
+
+#: cell text of a row whose model's backbone weights are not configured (brainuad.models.backbones)
+NOT_CONFIGURED = "not configured"
 
 #: metrics stored once per dataset and fold in threshold.json["pooled"] rather than per subject
 POOLED = {"auprc_pooled", "dice_pooled"}
@@ -104,6 +109,15 @@ def aggregate(spec: dict, eval_dir, folds, models: dict, datasets: dict, default
         row = table_row(row, default_run)
         model, scoring, run = row["model"], row["scoring"], row["run"]
         label = row_label(row, models)
+        backbone = entry_backbone_label(models[model])
+        if not entry_configured(models[model]):  # no job ran: the row says so, never a number
+            for ds in spec["datasets"]:
+                for metric in spec["metrics"]:
+                    lines.append({"row": label, "model": model, "run": run, "scoring": scoring, "dataset": ds,
+                                  "dataset_label": datasets[ds].get("label", ds), "metric": metric, "mean": math.nan,
+                                  "std": math.nan, "n_folds": 0, "n_spread": 0, "fold_values": "",
+                                  "note": NOT_CONFIGURED, "backbone": backbone})
+            continue
         for ds in spec["datasets"]:
             for metric in spec["metrics"]:
                 vals = []
@@ -133,8 +147,25 @@ def aggregate(spec: dict, eval_dir, folds, models: dict, datasets: dict, default
                     "n_folds": int(finite.size), "n_spread": int(std_of.size) if finite.size else 0,
                     "fold_values": ";".join(f"{v:.6g}" for v in arr),
                     "note": note,
+                    "backbone": backbone,
                 })
     return pd.DataFrame(lines)
+
+
+def configured_rows(spec: dict, models: dict) -> dict:
+    """The table spec without the rows of models whose backbone is not configured (they have no results)."""
+    return {**spec, "rows": [r for r in spec["rows"] if entry_configured(models[r["model"]])]}
+
+
+def backbone_note(long: pd.DataFrame) -> str:
+    """' Backbones: FAE = ImageNet resnet18 (r18.pth); RD = ...' for the rows that use one, else ''."""
+    if "backbone" not in long.columns:
+        return ""
+    pairs = {}
+    for _, r in long.iterrows():
+        if isinstance(r["backbone"], str) and r["backbone"]:
+            pairs.setdefault(r["row"], r["backbone"] + (" - not configured" if r.get("note") == NOT_CONFIGURED else ""))
+    return (" Backbones: " + "; ".join(f"{k} = {v}" for k, v in pairs.items()) + ".") if pairs else ""
 
 
 def format_cell(mean: float, std: float, n_folds: int, metric: str) -> str:
