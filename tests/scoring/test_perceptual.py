@@ -117,7 +117,7 @@ def test_a_not_configured_scoring_reaches_the_table_as_not_configured(tmp_path):
     options = {"median": 5, "erode": 3, "min_component": 7, "threshold": {"protocol": "greedy"}}
     summary, rows = evaluate_stored("pathology", options, tmp_path / "scores.npz", tmp_path / "recon.npz",
                                     tmp_path / "volumes.npz")
-    assert "not configured" in summary["not_configured"]
+    assert "not configured" in summary["not_configured"] and summary["backbone"] == "ImageNet vgg16 (no.pth)"
     assert [r["subject"] for r in rows] == subjects and all(set(r) == {"subject", "split"} for r in rows)
     ev = tmp_path / "eval"
     ev.mkdir()
@@ -126,5 +126,6 @@ def test_a_not_configured_scoring_reaches_the_table_as_not_configured(tmp_path):
     spec = {"rows": [{"model": "ra", "scoring": "lpips"}], "datasets": ["ds"], "metrics": ["dice_oracle", "auprc"]}
     long = aggregate(spec, lambda *a: ev, [0], {"ra": {"label": "RA"}}, {"ds": {}})
     assert list(long["note"]) == ["not configured"] * 2 and long["mean"].isna().all()
+    assert set(long["backbone"]) == {"ImageNet vgg16 (no.pth) (scoring lpips)"}
     shown = wide(long)
     assert (shown.iloc[0] == "not configured").all()

@@ -202,8 +202,9 @@ def evaluate_stored(role: str, options: dict, scores_path: str | Path, recon_pat
     with np.load(scores_path) as z:
         maps, subjects, split = z["maps"], z["subjects"].tolist(), z["split"].tolist()
         not_configured = str(z["not_configured"]) if "not_configured" in z.files else None
+        backbone = {"backbone": str(z["backbone"])} if "backbone" in z.files else {}
     if not_configured:  # a scoring without its pre-trained weights: no numbers, the reason instead
-        return ({"not_configured": not_configured},
+        return ({"not_configured": not_configured, **backbone},
                 [{"subject": s, "split": sp} for s, sp in zip(subjects, split)])
     pack = load_pack(volumes_path)
     idx = subject_index(pack, subjects)
@@ -222,10 +223,13 @@ def evaluate_stored(role: str, options: dict, scores_path: str | Path, recon_pat
             from .lpips import lpips_metric  # torch: imported only when LPIPS is configured
 
             lpips = lpips_metric(options.get("lpips_weights"))
-        return evaluate_healthy(maps, masks, split, subjects, fprs=options.get("healthy_fpr", [0.01]),
-                                lpips=lpips, **common)
+        summary, rows = evaluate_healthy(maps, masks, split, subjects, fprs=options.get("healthy_fpr", [0.01]),
+                                         lpips=lpips, **common)
+        return {**summary, **backbone}, rows
     th = options["threshold"]
-    return evaluate_pathology(maps, segs, masks, split, subjects, min_component=options["min_component"],
-                              protocol=th["protocol"], steps=th.get("steps", 10),
-                              cc_in_search=th.get("cc_in_search", False), component_rule=conv["component_rule"],
-                              auprc_region=conv["auprc_region"], ties=conv["threshold_ties"], **common)
+    summary, rows = evaluate_pathology(maps, segs, masks, split, subjects, min_component=options["min_component"],
+                                       protocol=th["protocol"], steps=th.get("steps", 10),
+                                       cc_in_search=th.get("cc_in_search", False),
+                                       component_rule=conv["component_rule"], auprc_region=conv["auprc_region"],
+                                       ties=conv["threshold_ties"], **common)
+    return {**summary, **backbone}, rows

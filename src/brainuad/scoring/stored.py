@@ -33,6 +33,11 @@ def score_stored(scoring: dict, recon_path: str | Path, volumes_path: str | Path
     """
     params = dict(scoring)
     name = params.pop("name")
+    extra = {}
+    if isinstance(params.get("backbone"), dict):  # the report names the backbone a score used
+        from ..catalog import describe_backbone
+
+        extra["backbone"] = np.array(describe_backbone(params["backbone"]))
     samples = params.pop("samples", None)
     with np.load(recon_path) as z:
         rec = {k: z[k] for k in z.files}
@@ -51,8 +56,8 @@ def score_stored(scoring: dict, recon_path: str | Path, volumes_path: str | Path
                 raise
             maps = np.full(rec["recons"].shape[1:], np.nan, dtype=np.float16)
             return {"maps": maps, "subjects": rec["subjects"], "split": rec["split"],
-                    "not_configured": np.array(f"scoring {name!r}: {err}")}
-    return {"maps": maps.astype(np.float16), "subjects": rec["subjects"], "split": rec["split"]}
+                    "not_configured": np.array(f"scoring {name!r}: {err}"), **extra}
+    return {"maps": maps.astype(np.float16), "subjects": rec["subjects"], "split": rec["split"], **extra}
 
 
 def _score_recons(name, rec, recon_path, volumes_path, samples, params) -> np.ndarray:
