@@ -349,3 +349,51 @@ def test_performance_switches_reach_train_and_reconstruct_params():
     assert study(model_override).train_settings(model, "default", 0)["amp"] is False
     with pytest.raises(Exception, match="bogus"):
         study(lambda cfg: cfg.update(performance={"bogus": 1}))
+
+
+# ---------------------------------------------------------------- feature backbones (issue 14)
+SSL_BACKBONE = {"kind": "ssl", "channels": [4, 8, 8], "blocks": [1, 1, 1]}
+
+
+def _with_feature_models(cfg, weights="/nonexistent/r18.pth"):
+    cfg["models"]["fae"] = {"arch": "fae", "hparams": {"backbone": dict(SSL_BACKBONE), "hidden_dims": [4]},
+                            "pretrain": {"max_steps": 2, "batch_size": 4, "lr": 0.001},
+                            "train": {"max_steps": 2, "batch_size": 4, "lr": 0.001}}
+    cfg["models"]["rd"] = {"arch": "rd", "pretrain_from": "fae", "hparams": {"backbone": dict(SSL_BACKBONE)},
+                           "train": {"max_steps": 2, "batch_size": 4, "lr": 0.001}}
+    cfg["models"]["edc"] = {"arch": "edc", "label": "EDC",
+                            "hparams": {"backbone": {"kind": "imagenet", "arch": "resnet50", "weights": weights}},
+                            "train": {"max_steps": 2, "batch_size": 4, "lr": 0.001}}
+    cfg["tables"]["segmentation"]["rows"] += [{"model": m, "scoring": "native"} for m in ("fae", "rd", "edc")]
+
+
+def test_pretrain_from_shares_one_encoder_and_unconfigured_models_get_no_jobs():
+    s = study(_with_feature_models)
+    key = dict(trainset="healthy_t2", run=RUN, fold=0)
+    assert s.encoder_file(model="rd", **key) == s.encoder_file(model="fae", **key) == \
+        paths.fill(paths.ENCODER, model="fae", **key)
+    assert s.unconfigured == ["edc"]
+    planned = s.table_metric_files("segmentation")
+    assert any("/rd/" in f for f in planned) and not any("/edc/" in f for f in planned)
+    assert not any("/edc/" in f for f in s.all_model_files())
+
+
+def test_an_imagenet_backbone_with_its_file_is_configured(tmp_path):
+    weights = tmp_path / "resnet50.pth"
+    weights.write_bytes(b"")
+    s = study(lambda cfg: _with_feature_models(cfg, str(weights)))
+    assert s.unconfigured == []
+    assert any("/edc/" in f for f in s.all_model_files())
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda m: m["rd"].update(pretrain_from="ae"), "'ae' must name a model with a pretrain section"),
+    (lambda m: m["rd"]["hparams"]["backbone"].update(channels=[4, 8, 16]), "same channels"),
+    (lambda m: m["rd"].update(pretrain={"max_steps": 1, "batch_size": 1, "lr": 0.1}), "not both"),
+])
+def test_pretrain_from_is_checked(change, message):
+    def edit(cfg):
+        _with_feature_models(cfg)
+        change(cfg["models"])
+
+    assert message in config_error(edit)

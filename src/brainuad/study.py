@@ -16,7 +16,7 @@ import yaml
 
 from brainuad import conventions as conv
 from brainuad import paths
-from brainuad.catalog import LEARNING_FREE, entry_configured
+from brainuad.catalog import LEARNING_FREE, entry_backbone, entry_configured
 from brainuad.evaluation import claims as claims_lib
 from brainuad.evaluation import stats as stats_lib
 from brainuad.reporting.tables import row_label, row_scoring, table_row
@@ -24,7 +24,7 @@ from brainuad.reporting.tables import row_label, row_scoring, table_row
 #: the run of a model as configured (no sweep row applied)
 RUN = "default"
 #: what a ``weights_from`` model (e.g. an ENS variant) takes from its source and may not change
-WEIGHT_KEYS = ("arch", "hparams", "train", "pretrain")
+WEIGHT_KEYS = ("arch", "hparams", "train", "pretrain", "pretrain_from")
 #: config sections of a model that a model sweep column may set
 OVERRIDE_SECTIONS = ("hparams", "train", "reconstruct")
 #: preprocess keys that fix the output grid: a pathology set must match its training set in these
@@ -346,8 +346,14 @@ class Study:
                           run=self.train_run(model, run), fold=fold)
 
     def encoder_file(self, trainset: str, model: str, run: str, fold) -> str | None:
-        """The SSL-pretrained encoder the training of a model with a ``pretrain`` section reads, else None."""
-        if not self.model_entry(model, run).get("pretrain"):
+        """The SSL-pretrained encoder the training of a model with a ``pretrain`` section reads, else None.
+
+        A model with ``pretrain_from: other`` reads ``other``'s encoder (one in-domain backbone stage shared by
+        the feature-based baselines; ``check_config`` ensures the architectures agree)."""
+        entry = self.model_entry(model, run)
+        if entry.get("pretrain_from"):
+            return paths.fill(paths.ENCODER, trainset=trainset, model=entry["pretrain_from"], run=RUN, fold=fold)
+        if not entry.get("pretrain"):
             return None
         return paths.fill(paths.ENCODER, trainset=trainset, model=model, run=run, fold=fold)
 
@@ -637,6 +643,8 @@ class Study:
                 if entry.get(key, models[source].get(key)) != models[source].get(key):
                     raise config_error(f"models.{mname}.{key} differs from models.{source}.{key}; a weights_from "
                                        "model may change only label and reconstruct settings")
+        for mname, entry in models.items():
+            self._check_pretrain_from(mname, entry)
         for sname, spec in self.model_sweeps.items():
             if sname in self.scoring_sweeps:
                 raise config_error(f"sweeps.{sname}: the name is also a scoring sweep; sweep names must be unique")
@@ -665,6 +673,24 @@ class Study:
                                        f"{datasets[ds]['role']}")
             self.stats_settings(tname)
             self._check_published(tname)
+
+    def _check_pretrain_from(self, mname: str, entry: dict) -> None:
+        """``pretrain_from`` names a model with a ``pretrain`` section whose ``ssl`` backbone architecture
+        (channels, blocks, norm, context_dim) equals this model's, and excludes a ``pretrain`` section of its own."""
+        source = entry.get("pretrain_from")
+        if source is None:
+            return
+        where = f"models.{mname}.pretrain_from"
+        if entry.get("pretrain"):
+            raise config_error(f"{where}: a model has either its own pretrain section or pretrain_from, not both")
+        if source not in self.models or not self.models[source].get("pretrain"):
+            raise config_error(f"{where}: {source!r} must name a model with a pretrain section")
+        mine, theirs = entry_backbone(entry), entry_backbone(self.models[source])
+        keys = ("kind", "channels", "blocks", "norm", "context_dim")
+        if not mine or mine.get("kind") != "ssl" or not theirs or \
+                any(mine.get(k) != theirs.get(k) for k in keys):
+            raise config_error(f"{where}: hparams.backbone must be an ssl backbone with the same {', '.join(keys[1:])} "
+                               f"as models.{source}.hparams.backbone")
 
     def _check_published(self, tname: str) -> None:
         spec = self.tables[tname].get("published")

@@ -135,3 +135,26 @@ def test_bad_specs():
         build_backbone({"kind": "imagenet", "arch": "resnet18", "pretrained": True})
     with pytest.raises(ValueError, match="layers"):
         build_backbone({"kind": "imagenet", "arch": "resnet18", "layers": [3, 1]})
+
+
+def test_feature_distance_map_by_hand():
+    from brainuad.models.backbones import feature_distance_map
+
+    class Two(torch.nn.Module):  # one layer: the identity on 2 channels
+        def forward(self, x):
+            return [x]
+
+    a = torch.zeros(1, 2, 2, 2)
+    a[:, 0] = 1.0  # unit vector (1, 0) everywhere
+    b = a.clone()
+    b[:, :, 0, 0] = torch.tensor([0.0, 3.0])  # direction (0, 1) at one pixel
+    d = feature_distance_map(Two(), a, b)
+    want = torch.zeros(1, 1, 2, 2)
+    want[0, 0, 0, 0] = 2.0  # |(1, 0) - (0, 1)|^2
+    torch.testing.assert_close(d, want)
+    w = feature_distance_map(Two(), a, b, weights=[torch.tensor([0.5, 0.25])])
+    assert float(w[0, 0, 0, 0]) == pytest.approx(0.5 * 1 + 0.25 * 1)
+    net = build_backbone({"kind": "imagenet", "arch": "vgg16", "layers": [1, 2]}).eval()
+    x = torch.rand(2, 1, 16, 16)
+    assert torch.all(feature_distance_map(net, x, x) == 0)
+    assert feature_distance_map(net, x, torch.rand(2, 1, 16, 16)).shape == (2, 1, 16, 16)

@@ -478,3 +478,33 @@ class BackboneModelMixin:
         if any(k.startswith(prefix + "backbone.") for k in state_dict):
             self.backbone_loaded = True
 
+
+
+def feature_distance_map(net: nn.Module, a: torch.Tensor, b: torch.Tensor, weights=None) -> torch.Tensor:
+    """Pixel-wise LPIPS-style distance of images a, b under a feature backbone (RA / PHANES scores).
+
+    Per returned layer k: channels unit-normalised at every position (``f / (||f||_2 + 1e-10)``, as LPIPS),
+    squared difference, summed over channels (or weighted by ``weights[k]`` of shape (C_k,), e.g. LPIPS's
+    linear layers), bilinearly upsampled (``align_corners=False``) to a's size; the mean over layers.
+
+    Parameters
+    ----------
+    net : backbone from :func:`load_backbone` / :func:`build_backbone`
+    a, b : Tensor (B, C, H, W) in [0, 1]
+    weights : list of Tensor (C_k,), optional
+
+    Returns
+    -------
+    Tensor (B, 1, H, W), >= 0 (at most 4 per layer without weights).
+    """
+    import torch.nn.functional as F
+
+    out = 0.0
+    fa, fb = net(a), net(b)
+    for k, (x, y) in enumerate(zip(fa, fb)):
+        x = x / (x.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+        y = y / (y.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+        d = (x - y).pow(2)
+        d = (d * weights[k].to(d).view(1, -1, 1, 1)).sum(1, keepdim=True) if weights is not None else d.sum(1, keepdim=True)
+        out = out + F.interpolate(d, size=tuple(a.shape[-2:]), mode="bilinear", align_corners=False)
+    return out / len(fa)
