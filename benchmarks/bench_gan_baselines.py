@@ -109,6 +109,32 @@ def scored_volume_seconds(model, scorings, vols, masks, device) -> float:
     return (time.perf_counter() - t0) / len(vols)
 
 
+def _bench(arch: str):
+    """``bench_baselines``-style function ``(vols, masks, args, device, tmp) -> (train cell, steps/s, s/volume,
+    note)`` of one GAN-type model at the thesis' sizes (its train cell gives every stage)."""
+    def bench(vols, masks, args, device, tmp):
+        h, w = vols.shape[-2:]
+        rates, ckpt = train_rates(arch, {"image_size": [h, w], **THESIS[arch]}, vols, args.steps, args.batch, device, tmp)
+        model = load_model(ckpt, str(device))
+        if arch == "fanogan":
+            scorings, note = [("l1", {})], "score l1"
+        else:
+            path = Path(tmp) / "lpips_vgg16.pth"
+            if not path.exists():
+                lpips_file(Path(tmp))
+            scorings = [("l1_lpips", {"backbone": {"kind": "imagenet", "arch": "vgg16", "weights": str(path)}})]
+            note = "score l1_lpips (VGG16, random weights)"
+        cell = " / ".join(f"{r:.3f}" for r in rates)
+        return cell, rates[0], scored_volume_seconds(model, scorings, vols, masks, device), note
+
+    bench.__name__ = f"bench_{arch}"
+    return bench
+
+
+#: the GAN-type baselines in benchmarks/bench_baselines.py's table (train cell: stage 1 / stage 2 steps/s)
+GAN_BENCHES = {arch: _bench(arch) for arch in ("ra", "phanes", "fanogan")}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", type=int, nargs=3, default=None, help="D H W of the volumes (default 50 96 96)")

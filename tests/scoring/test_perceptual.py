@@ -33,14 +33,15 @@ def weights(tmp_path_factory):
 
 
 def _spatial_lpips(net: LPIPS, a, b):
-    """LPIPS with spatial output from brainuad.evaluation.lpips' network: sum_l up(lin_l(diff_l^2))."""
+    """LPIPS with spatial output from brainuad.evaluation.lpips' network: sum_l up(lin_l(diff_l^2)), divided
+    by the 5 layers (the scoring averages the layers)."""
     def prep(x):
         x = x.expand(-1, 3, -1, -1) * 2 - 1
         return (x - torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)) / torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
 
     fa, fb = net._feats(prep(a)), net._feats(prep(b))
     return sum(F.interpolate(lin((x - y) ** 2), size=a.shape[-2:], mode="bilinear", align_corners=False)
-               for lin, x, y in zip(net.lins, fa, fb))
+               for lin, x, y in zip(net.lins, fa, fb)) / 5
 
 
 def _volume(seed=0, d=3, n=32):

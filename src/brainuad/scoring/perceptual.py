@@ -5,13 +5,15 @@ pseudo-healthy reconstruction by a spatial perceptual distance between the input
 (thesis P8.3: "l1 combined with upsampled pixel-wise LPIPS"; the authors' code: LPIPS with
 ``spatial=True``, smoothed by a Gaussian of sigma 1.2 px). Per axial slice::
 
-    map = |x - x_rec| * G_sigma( sum_l up( w_l . (phi_l(x) - phi_l(x_rec))^2 ) )
+    map = |x - x_rec| * G_sigma( mean_l up( w_l . (phi_l(x) - phi_l(x_rec))^2 ) )
 
 with ``phi_l`` the channel-normalised feature maps of the configured backbone
-(:func:`brainuad.models.backbones.load_backbone`), ``up`` bilinear upsampling to the slice size and
-``w_l`` the LPIPS linear calibration weights when the backbone is VGG16 and its weights file holds them
-(``lin<l>.model.1.weight`` / ``lin<l>.weight``, as the file :mod:`brainuad.evaluation.lpips` reads), else
-the channel mean ("LPIPS-style").
+(:func:`brainuad.models.backbones.load_backbone`), ``up`` bilinear upsampling to the slice size
+(:func:`brainuad.models.backbones.feature_distance_map`) and ``w_l`` the LPIPS linear calibration weights
+when the backbone is VGG16 and its weights file holds them (``lin<l>.model.1.weight`` / ``lin<l>.weight``,
+as the file :mod:`brainuad.evaluation.lpips` reads), else the channel sum ("LPIPS-style"). The mean over
+layers is LPIPS's spatial map (a sum over layers) divided by their number: a constant factor, which changes
+no threshold-based result.
 
 Deviations from the authors' code: the residual is not contrast-equalised (CLAHE) and not percentile
 normalised before the product; the LPIPS network is the configured backbone (the authors: LPIPS-SqueezeNet).
@@ -57,20 +59,7 @@ def _network(spec_key: str, device: str):
     spec = json.loads(spec_key)
     net = load_backbone(spec, in_channels=1, device=device).requires_grad_(False)
     lins = _lin_weights(spec)
-    return net, None if lins is None else [w.to(device) for w in lins]
-
-
-def feature_distance(net, lins, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Pixel-wise LPIPS-style distance (B, 1, H, W) of slices x, y (B, 1, H, W) in [0, 1]."""
-    fx, fy = net(torch.cat([x, y])), None
-    out = torch.zeros_like(x)
-    for k, f in enumerate(fx):
-        f = f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-        a, b = f.chunk(2)
-        d = (a - b).pow(2)
-        d = (d * lins[k].to(d)).sum(1, keepdim=True) if lins is not None else d.mean(1, keepdim=True)
-        out = out + F.interpolate(d, size=x.shape[-2:], mode="bilinear", align_corners=False)
-    return out
+    return net, None if lins is None else [w.flatten().to(device) for w in lins]
 
 
 @register("l1_lpips")
@@ -99,7 +88,7 @@ def l1_lpips(image, recons, mask, backbone: dict | None = None, sigma: float = 1
     BackboneNotConfigured
         No backbone, or its weights file is missing.
     """
-    from ..models.backbones import BackboneNotConfigured
+    from ..models.backbones import BackboneNotConfigured, feature_distance_map
     from .ssim import gaussian_filter
 
     if not backbone:
@@ -115,7 +104,7 @@ def l1_lpips(image, recons, mask, backbone: dict | None = None, sigma: float = 1
     with torch.no_grad():
         for i in range(0, len(todo), batch):
             idx = todo[i : i + batch]
-            dist[idx] = feature_distance(net, lins, xs[idx], rs[idx])
+            dist[idx] = feature_distance_map(net, xs[idx], rs[idx], weights=lins)
     if sigma > 0:
         dist = gaussian_filter(dist, float(sigma), dims=2)
     out = (xs - rs).abs() * dist
