@@ -122,6 +122,10 @@ def bench_edc(vols, masks, args, device, tmp) -> tuple[str, float, float, str]:
 #: model name -> benchmark function ``(vols, masks, args, device, tmp) -> (train cell, value, s/volume, note)``
 BENCHES = {"cm": bench_cm, "fae": bench_fae, "rd": bench_rd, "edc": bench_edc}
 
+from bench_gan_baselines import GAN_BENCHES  # noqa: E402  RA, PHANES, f-AnoGAN (stage 1 / stage 2 steps/s)
+
+BENCHES.update(GAN_BENCHES)
+
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -978,7 +978,8 @@ class Study:
         if not path.exists():
             known = ", ".join(sorted(p.stem for p in path.parent.glob("*.tsv"))) or "none"
             raise config_error(f"tables.{tname}.published.table: {path} does not exist (known: {known})")
-        labels = [row_label(row, self.models) for row in self.table_rows[tname]]
+        # every row of the table, also those of models without their backbone weights ("not configured" rows)
+        labels = [row_label(row, self.models) for row in self.tables[tname]["rows"]]
         for label in spec.get("rows", {}):
             if label not in labels:
                 raise config_error(f"tables.{tname}.published.rows: {label!r} is not a row label of the table "

@@ -23,6 +23,9 @@ SMALL = {
     "fae": dict(image_size=(16, 16), hidden_dims=[4], backbone={"kind": "ssl", "channels": [4, 8, 8], "blocks": [1, 1, 1]}),
     "rd": dict(image_size=(16, 16), decoder_blocks=[1, 1, 1], backbone={"kind": "ssl", "channels": [4, 8, 8], "blocks": [1, 1, 1]}),
     "edc": dict(image_size=(16, 16), decoder_blocks=[1, 1, 1], backbone={"kind": "ssl", "channels": [4, 8, 8], "blocks": [1, 1, 1]}),
+    "ra": dict(image_size=(16, 16), channels=[4, 8], latent_dim=4),
+    "phanes": dict(image_size=(16, 16), channels=[4, 8], latent_dim=4, inpaint_channels=[4, 8]),
+    "fanogan": dict(image_size=(16, 16), channels=[4, 8], latent_dim=4),
 }
 SMALL["sadm"] = dict(stage1_arch="cddpm", stage1_hparams=SMALL["cddpm"], channels=[4, 8], groups=4)
 

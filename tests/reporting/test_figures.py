@@ -44,3 +44,25 @@ def test_histogram_panel_draws_the_given_densities():
     texts = [t.get_text() for t in ax.texts]
     assert texts == [f"KLD {np.log(10):.2f}"]  # H(uniform over 10 bins) - H(one bin) = log 10
     plt.close(fig)
+
+
+def test_training_curves_leave_out_the_inf_validation_of_a_first_gan_stage(tmp_path, monkeypatch):
+    """Staged GAN models (f-AnoGAN, PHANES) log val_loss +inf before their selectable stage: not drawn."""
+    import matplotlib.axes
+
+    from brainuad.reporting.figures import training_curves
+
+    log = tmp_path / "train_log.tsv"
+    log.write_text("step\tloss\tval_loss\tseconds\n1\t-0.5\t\t0.1\n2\t0.3\tinf\t0.2\n3\t0.2\t0.25\t0.3\n4\t0.1\t0.2\t0.4\n")
+    drawn = []
+    real_plot = matplotlib.axes.Axes.plot
+
+    def spy(self, x, y, *args, **kwargs):
+        drawn.append((list(x), list(y), kwargs.get("label")))
+        return real_plot(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
+    training_curves({"healthy/fanogan/default/fold-0": log}, tmp_path / "curves.png")
+    val = [d for d in drawn if d[2] and d[2].endswith("(val)")]
+    assert val == [([3, 4], [0.25, 0.2], "fanogan/default/fold-0 (val)")]
+    assert (tmp_path / "curves.png").stat().st_size > 0

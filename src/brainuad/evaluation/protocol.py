@@ -211,8 +211,16 @@ def evaluate_stored(role: str, options: dict, scores_path: str | Path, recon_pat
 
     Returns
     -------
-    (summary, rows) as the two evaluate functions return them.
+    (summary, rows) as the two evaluate functions return them; for scores marked ``not_configured``
+    (:func:`brainuad.scoring.stored.score_stored`) ``({"not_configured": reason}, one row per subject
+    without metrics)``.
     """
+    with np.load(scores_path) as z:
+        not_configured = str(z["not_configured"]) if "not_configured" in z.files else None
+        backbone = {"backbone": str(z["backbone"])} if "backbone" in z.files else {}
+        if not_configured:  # a scoring without its pre-trained weights: no numbers, the reason instead
+            return ({"not_configured": not_configured, **backbone},
+                    [{"subject": s, "split": sp} for s, sp in zip(z["subjects"].tolist(), z["split"].tolist())])
     maps, subjects, split, images, masks, segs, ignores = load_stored(scores_path, volumes_path)
     with np.load(recon_path) as z:
         recons = z["recons"][:samples].astype(np.float32).mean(0) if "recons" in z.files else None
@@ -226,14 +234,16 @@ def evaluate_stored(role: str, options: dict, scores_path: str | Path, recon_pat
             from .lpips import lpips_metric  # torch: imported only when LPIPS is configured
 
             lpips = lpips_metric(options.get("lpips_weights"))
-        return evaluate_healthy(maps, masks, split, subjects, fprs=options.get("healthy_fpr", [0.01]),
-                                lpips=lpips, **common)
+        summary, rows = evaluate_healthy(maps, masks, split, subjects, fprs=options.get("healthy_fpr", [0.01]),
+                                         lpips=lpips, **common)
+        return {**summary, **backbone}, rows
     th = options["threshold"]
-    return evaluate_pathology(maps, segs, masks, split, subjects, min_component=options["min_component"],
-                              protocol=th["protocol"], steps=th.get("steps", 10),
-                              cc_in_search=th.get("cc_in_search", False), component_rule=conv["component_rule"],
-                              auprc_region=conv["auprc_region"], ties=conv["threshold_ties"],
-                              lesions=options.get("lesions"), **common)
+    summary, rows = evaluate_pathology(maps, segs, masks, split, subjects, min_component=options["min_component"],
+                                       protocol=th["protocol"], steps=th.get("steps", 10),
+                                       cc_in_search=th.get("cc_in_search", False),
+                                       component_rule=conv["component_rule"], auprc_region=conv["auprc_region"],
+                                       ties=conv["threshold_ties"], lesions=options.get("lesions"), **common)
+    return {**summary, **backbone}, rows
 
 
 def load_stored(scores_path: str | Path, volumes_path: str | Path):

@@ -83,7 +83,10 @@ def qualitative_panels(table: dict, fold: int, *, options: dict, models: dict, d
             subject, sl = example
             k, j = subjects.index(subject), subject_index(pack, [subject])[0]
             image, mask, seg = pack["images"][j].astype(np.float32), pack["masks"][j], pack["segs"][j]
-            thr = read_json(paths.fill(paths.THRESHOLD, **where))["threshold"]
+            summary = read_json(paths.fill(paths.THRESHOLD, **where))
+            if summary.get("not_configured"):  # a scoring without its weights: no panel (the tables say why)
+                continue
+            thr = summary["threshold"]
             amap, binary = final_map(maps[k], mask, thr, options, conventions)
             rec_file = Path(paths.fill(paths.RECON, **where))
             recon, hist = _mean_recon(rec_file, k, image, mask, seg, sl, histogram_bins)

@@ -135,7 +135,9 @@ def training_curves(logs: dict[str, str | Path], path: str | Path, smooth: int =
         for key, df in items:
             color = cmap(models.index(key.split("/")[0]) % 10)
             ax.plot(df["step"], df["loss"].rolling(smooth, min_periods=1).mean(), color=color, alpha=0.5, lw=0.8)
-            val = df.dropna(subset=["val_loss"])
+            # +inf = no checkpoint selectable yet (the first stage of a staged GAN model): not drawn
+            val = df.assign(val_loss=pd.to_numeric(df["val_loss"], errors="coerce").replace([np.inf, -np.inf], np.nan)
+                            ).dropna(subset=["val_loss"])
             ax.plot(val["step"], val["val_loss"], "o-", color=color, ms=3, lw=1.2, label=f"{key} (val)")
         ax.set_title(f"trained on {trainset}", fontsize=9)
         ax.set_xlabel("step")

@@ -139,9 +139,14 @@ def aggregate(spec: dict, eval_dir, folds, models: dict, datasets: dict, default
                                                           metric) for f in folds])
                     std_of = subj[np.isfinite(subj)]
                 note = ""
-                if metric in OPTIONAL and not finite.size:
-                    d = Path(eval_dir(model, run, folds[0], ds, scoring, *extra))
-                    note = str(json.loads((d / "threshold.json").read_text()).get(metric, ""))
+                summary = json.loads((Path(eval_dir(model, run, folds[0], ds, scoring, *extra)) / "threshold.json").read_text())
+                if not finite.size:
+                    if summary.get("not_configured"):  # a scoring whose pre-trained weights are missing
+                        note = NOT_CONFIGURED
+                    elif metric in OPTIONAL:
+                        note = str(summary.get(metric, ""))
+                if not backbone and summary.get("backbone"):  # the backbone of the scoring (e.g. l1_lpips)
+                    backbone = f"{summary['backbone']} (scoring {scoring})"
                 lines.append({
                     "row": label, "model": model, "run": run, "scoring": scoring, "dataset": ds,
                     "dataset_label": datasets[ds].get("label", ds), "metric": metric,

@@ -27,10 +27,18 @@ def score_stored(scoring: dict, recon_path: str | Path, volumes_path: str | Path
 
     Returns
     -------
-    dict with ``maps`` (N, D, H, W) float16, ``subjects`` and ``split`` as stored.
+    dict with ``maps`` (N, D, H, W) float16, ``subjects`` and ``split`` as stored. A scoring whose
+    pre-trained weights are missing (:class:`~brainuad.models.backbones.BackboneNotConfigured`, e.g.
+    ``l1_lpips`` without a local backbone file) gives NaN maps and ``not_configured`` (the reason);
+    the evaluation then reports "not configured" instead of numbers.
     """
     params = dict(scoring)
     name = params.pop("name")
+    extra = {}
+    if isinstance(params.get("backbone"), dict):  # the report names the backbone a score used
+        from ..catalog import describe_backbone
+
+        extra["backbone"] = np.array(describe_backbone(params["backbone"]))
     samples = params.pop("samples", None)
     with np.load(recon_path) as z:
         rec = {k: z[k] for k in z.files}
@@ -40,8 +48,17 @@ def score_stored(scoring: dict, recon_path: str | Path, volumes_path: str | Path
                              f"{recon_path} holds reconstructions (use l1, ssim, ...)")
         maps = scoring_fn(name)(rec["maps"], **params)
     else:
-        maps = _score_recons(name, rec, recon_path, volumes_path, samples, params)
-    return {"maps": maps.astype(np.float16), "subjects": rec["subjects"], "split": rec["split"]}
+        try:
+            maps = _score_recons(name, rec, recon_path, volumes_path, samples, params)
+        except FileNotFoundError as err:
+            from ..models.backbones import BackboneNotConfigured
+
+            if not isinstance(err, BackboneNotConfigured):
+                raise
+            maps = np.full(rec["recons"].shape[1:], np.nan, dtype=np.float16)
+            return {"maps": maps, "subjects": rec["subjects"], "split": rec["split"],
+                    "not_configured": np.array(f"scoring {name!r}: {err}"), **extra}
+    return {"maps": maps.astype(np.float16), "subjects": rec["subjects"], "split": rec["split"], **extra}
 
 
 def _score_recons(name, rec, recon_path, volumes_path, samples, params) -> np.ndarray:
