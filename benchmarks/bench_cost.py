@@ -114,13 +114,14 @@ def thesis_volumes(config: dict, dataset: str) -> int:
 
 
 def forward_gflops(arch: str, hparams: dict, cache: dict) -> float:
-    """Forward GFLOPs of one 96 x 96 image through the model's network (counted on meta tensors)."""
+    """Forward GFLOPs of one 96 x 96 image (a volume model: one SLICES x 96 x 96 volume) through the model's
+    network (counted on meta tensors)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from brainuad.models import INIT_ONLY, build
 
     hp = {k: v for k, v in hparams.items() if k not in INIT_ONLY and k != "pretrained_encoder"}
-    hp.setdefault("image_size", [96, 96])
+    hp.setdefault("image_size", [SLICES, 96, 96] if volume_model(arch) else [96, 96])
     key = (arch, json.dumps(hp, sort_keys=True))
     if key in cache:
         return cache[key]
@@ -133,10 +134,19 @@ def forward_gflops(arch: str, hparams: dict, cache: dict) -> float:
         with FlopCounterMode(display=False) as fc:
             if hasattr(model, "denoise"):
                 model.denoise(x, torch.zeros(1, dtype=torch.long), model.context(x))
+            elif arch == "dae":  # its loss draws a random roll (.item(), impossible on meta): the network pass
+                model(x)
             else:
                 model.loss(x)
     cache[key] = fc.get_total_flops() / 1e9
     return cache[key]
+
+
+def volume_model(arch: str) -> bool:
+    """True for models that take whole volumes (``input_dims`` 3: one network pass per volume)."""
+    from brainuad.models import model_class
+
+    return arch != "thresh" and model_class(arch).input_dims == 3
 
 
 def ssl_gflops(encoder_hparams: dict) -> float:
@@ -228,7 +238,8 @@ def job_seconds(job: dict, study, config: dict, rates: Rates) -> tuple[float, st
     n_levels = len(levels) if isinstance(levels, list) else 1
     samples = s["samples"] if arch in ("vae", "anoddpm", "pddpm", "cddpm") else 1
     positions = 4 if arch == "pddpm" else 1  # 48 px patches on 96 x 96 (a sweep's other sizes: see the note)
-    passes = thesis_volumes(config, job["dataset"]) * SLICES * samples * n_levels * positions
+    per_volume = 1 if volume_model(arch) else SLICES  # volume models: one pass per volume
+    passes = thesis_volumes(config, job["dataset"]) * per_volume * samples * n_levels * positions
     return passes * rates.recon_pass(arch, gf, ref), arch
 
 

@@ -77,3 +77,14 @@ def test_flop_model_rates(bf16):
     assert r.recon_pass("cddpm", 100.0) == pytest.approx(100e9 / (1000e12 * 0.5 * (1 if bf16 else 0.5)))
     assert r.train_step("cddpm", 100.0, 32) == pytest.approx(3 * 100e9 * 32 / 500e12)
     assert r.train_step("ae", 0.001, 32) == pytest.approx(0.004)  # the launch-bound floor
+
+
+def test_volume_models_are_counted_per_volume():
+    """svae takes whole volumes: its FLOPs are per SLICES x 96 x 96 volume (about SLICES times a slice model of
+    the same per-slice layout); the DAE is counted by its network pass (its loss draws on the host)."""
+    assert bench_cost.volume_model("svae") and bench_cost.volume_model("vae3d") and not bench_cost.volume_model("vae")
+    hp = {"channels": [4, 8], "latent_dim": 8}
+    per_volume = bench_cost.forward_gflops("svae", {**hp, "d_model": 8, "layers": 1, "heads": 2}, {})
+    per_slice = bench_cost.forward_gflops("vae2d_p81", hp, {})
+    assert 0.5 * bench_cost.SLICES < per_volume / per_slice < 2 * bench_cost.SLICES
+    assert bench_cost.forward_gflops("dae", {"channels": [4, 8]}, {}) > 0

@@ -146,7 +146,8 @@ def test_model_sweep_keys_must_name_an_override_section():
     (lambda cfg: cfg["datasets"]["ms_t2"].update(trainset="tumour_t2"),
      "datasets.ms_t2.trainset must name a healthy dataset, got 'tumour_t2'"),
     (lambda cfg: cfg["datasets"]["ms_t2"].update(sequence="t1"),
-     "datasets.ms_t2 (t1) is evaluated with models trained on healthy_t2 (t2); sequences must match"),
+     "datasets.ms_t2 (t1) is evaluated with models trained on healthy_t2 (t2); sequences must match (or set "
+     "cross_sequence: true)"),
     (lambda cfg: cfg["tables"]["segmentation"]["rows"].append({"model": "nope"}),
      "tables.segmentation: unknown model 'nope'"),
     (lambda cfg: cfg["tables"]["reconstruction"].update(datasets=["tumour_t2"]),
@@ -162,6 +163,12 @@ def test_model_sweep_keys_must_name_an_override_section():
 ])
 def test_cross_check_errors(change, message):
     assert config_error(change) == f"config error: {message}"
+
+
+def test_cross_sequence_evaluation_is_allowed_when_asked_for():
+    """P8.1-Tab2: T1 models on T1ce data -- only with datasets.<name>.cross_sequence."""
+    s = study(lambda cfg: cfg["datasets"]["ms_t2"].update(sequence="t1", cross_sequence=True))
+    assert s.trainset_of("ms_t2") == "healthy_t2"
 
 
 def test_misspelled_source_options_stop_at_config_time():

@@ -895,9 +895,9 @@ class Study:
                 ts = ds.get("trainset")
                 if ts not in datasets or datasets[ts]["role"] != "healthy":
                     raise config_error(f"datasets.{name}.trainset must name a healthy dataset, got {ts!r}")
-                if datasets[ts]["sequence"] != ds["sequence"]:
+                if datasets[ts]["sequence"] != ds["sequence"] and not ds.get("cross_sequence"):
                     raise config_error(f"datasets.{name} ({ds['sequence']}) is evaluated with models trained on "
-                                       f"{ts} ({datasets[ts]['sequence']}); sequences must match")
+                                       f"{ts} ({datasets[ts]['sequence']}); sequences must match (or set cross_sequence: true)")
         for sname, sweep in self.scoring_sweeps.items():
             for key in ("model", "reference_model"):
                 if key in sweep and sweep[key] not in models:

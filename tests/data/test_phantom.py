@@ -137,6 +137,21 @@ def test_in_memory_determinism(subjects):
     np.testing.assert_array_equal(again.affine, first.affine)
 
 
+def test_t1ce_is_t1_with_an_enhanced_tumour_core(subjects):
+    """The derived t1ce contrast (P8.1-Tab2): the T1 class means except a tumour core brighter than white
+    matter; its own bias and noise streams; asking for it changes none of the other contrasts' images."""
+    with_ce = P.simulate_subject("tumour", 1, SEED, contrasts=("t1", "t2", "flair", "t1ce"))
+    for contrast in ("t1", "t2", "flair"):
+        np.testing.assert_array_equal(with_ce.images[contrast], subjects["tumour"].images[contrast])
+    means = with_ce.class_means
+    assert means["t1ce"]["tumour_core"] > means["t1ce"]["wm"] > means["t1"]["tumour_core"]
+    assert means["t1ce"]["tumour_core"] / means["t1"]["tumour_core"] == pytest.approx(1.45 / 0.40)
+    assert all(means["t1ce"][k] == means["t1"][k] for k in means["t1"] if k != "tumour_core")
+    core = with_ce.seg.astype(bool)
+    assert with_ce.images["t1ce"][core].mean() > with_ce.images["t1"][core].mean()
+    assert not np.array_equal(with_ce.bias["t1ce"], with_ce.bias["t1"])
+
+
 # ----------------------------------------------------------------------------------------
 # geometry: world frame, pose, anisotropic voxels
 # ----------------------------------------------------------------------------------------

@@ -87,11 +87,18 @@ CLASS_INTENSITY = MappingProxyType(
 )
 _TISSUES = ("wm", "gm", "csf", "skull", "scalp")
 
+#: Contrasts derived from another one: ``name -> (base contrast, {class: table value})``. ``t1ce`` is the
+#: subject's T1 with a gadolinium-enhanced (brighter than white matter) tumour core, the only class a
+#: contrast agent changes here; it has its own bias field and noise (another acquisition). Derived
+#: contrasts draw nothing from the ``contrast`` stream, so adding one changes no other image.
+DERIVED_CONTRASTS = MappingProxyType({"t1ce": ("t1", MappingProxyType({"tumour_core": 1.45}))})
+
 #: Independent random streams of one subject, in a fixed order (never reorder: it would
 #: change every cohort generated so far; append new streams at the end).
 _STREAMS = (
     "demographics", "acquisition", "geometry", "deformation", "anatomy", "lesions",
     "contrast", "bias_t1", "bias_t2", "bias_flair", "noise_t1", "noise_t2", "noise_flair",
+    "bias_t1ce", "noise_t1ce",
 )
 _DEFORMATION_DCT_ORDER = 6  # cosines per axis of the displacement field (k = 0..5)
 _BIAS_DCT_ORDER = 3  # cosines per axis of the log bias field (k = 0..2)
@@ -127,7 +134,7 @@ class PhantomConfig:
     age_range : (2,) float, default (20, 86)
         Ages are uniform in this range (years, one decimal).
     contrasts : tuple of str, default ("t1", "t2")
-        Contrasts to write, any of :data:`CONTRASTS`.
+        Contrasts to write, any of :data:`CONTRASTS` or :data:`DERIVED_CONTRASTS` (``t1ce``).
     orientation : str, default "RAS"
         nibabel axis codes of the stored arrays (e.g. "LAS" for radiological storage).
     dtype : {"int16", "float32"}, default "int16"
@@ -239,9 +246,10 @@ class PhantomConfig:
             raise ValueError(f"anisotropic_fraction must be in [0, 1], got {self.anisotropic_fraction}")
         if self.template_resolution not in (1, 2):
             raise ValueError(f"template_resolution must be 1 or 2, got {self.template_resolution}")
-        unknown = [c for c in self.contrasts if c not in CONTRASTS]
+        allowed = CONTRASTS + tuple(DERIVED_CONTRASTS)
+        unknown = [c for c in self.contrasts if c not in allowed]
         if unknown or not self.contrasts or len(set(self.contrasts)) != len(self.contrasts):
-            raise ValueError(f"contrasts must be distinct values of {CONTRASTS}, got {self.contrasts!r}")
+            raise ValueError(f"contrasts must be distinct values of {allowed}, got {self.contrasts!r}")
         if self.dtype not in ("int16", "float32"):
             raise ValueError(f"dtype must be 'int16' or 'float32', got {self.dtype!r}")
         try:
@@ -784,10 +792,14 @@ def _class_means(rng: np.random.Generator, config: PhantomConfig) -> dict[str, d
     gain = float(_uniform(rng, config.gain_range))
     jitter = rng.standard_normal((len(CLASS_INTENSITY), len(CONTRASTS)))
     jitter = 1.0 + config.intensity_jitter * np.clip(jitter, -2.5, 2.5)
-    return {
+    means = {
         cls: {c: config.intensity_scale * gain * table[c] * jitter[i, j] for j, c in enumerate(CONTRASTS)}
         for i, (cls, table) in enumerate(CLASS_INTENSITY.items())
     }
+    for name, (base, changed) in DERIVED_CONTRASTS.items():  # same gain and jitter as the base contrast
+        for cls, per in means.items():
+            per[name] = per[base] * (changed[cls] / CLASS_INTENSITY[cls][base] if cls in changed else 1.0)
+    return means
 
 
 def _reference_intensity(means: dict, contrast: str) -> float:
