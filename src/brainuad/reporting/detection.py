@@ -125,13 +125,15 @@ def lesion_wide(long: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 def lesion_figure(long: pd.DataFrame, path: str | Path) -> None:
     """Grouped bars per dataset (columns): lesion sensitivity (top) and false-positive components per volume
-    (bottom) for every stratum and row, error bars = std over folds."""
+    (bottom) for every stratum (x: name and voxel range) and row, error bars = std over folds; a stratum
+    without test lesions says "no lesions" instead of a bar."""
     dsets = list(dict.fromkeys(long["dataset_label"]))
     rows = list(dict.fromkeys(long["row"]))
     strata = list(dict.fromkeys(long["stratum_label"]))
-    fig, axes = plt.subplots(2, len(dsets), figsize=(3.2 * len(dsets) + 1, 5.6), squeeze=False)
+    fig, axes = plt.subplots(2, len(dsets), figsize=(3.4 * len(dsets) + 1, 6.0), squeeze=False)
     width = 0.8 / max(len(rows), 1)
     x = np.arange(len(strata))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for j, ds in enumerate(dsets):
         for i, (metric, ylabel, scale) in enumerate((("lesion_sensitivity", "lesion sensitivity (%)", 100.0),
                                                       ("fp_components", "FP components / volume", 1.0))):
@@ -139,16 +141,23 @@ def lesion_figure(long: pd.DataFrame, path: str | Path) -> None:
             for k, row in enumerate(rows):
                 part = long[(long["dataset_label"] == ds) & (long["row"] == row) & (long["metric"] == metric)]
                 part = part.set_index("stratum_label").reindex(strata)
-                ax.bar(x + (k - (len(rows) - 1) / 2) * width, part["mean"].to_numpy(float) * scale, width,
-                       yerr=np.nan_to_num(part["std"].to_numpy(float) * scale), label=row, capsize=2)
-            ax.set_xticks(x, [s.split(" (")[0] for s in strata], fontsize=8)
+                xs = x + (k - (len(rows) - 1) / 2) * width
+                mean = part["mean"].to_numpy(float) * scale
+                ax.bar(xs, np.nan_to_num(mean), width, yerr=np.nan_to_num(part["std"].to_numpy(float) * scale),
+                       label=row if (i, j) == (0, 0) else None, capsize=2, color=colours[k % len(colours)])
+                if i == 0:
+                    for xi, m in zip(xs, mean):
+                        if not np.isfinite(m):
+                            ax.text(xi, 2, "no lesions", rotation=90, ha="center", va="bottom", fontsize=7)
+            ax.set_xticks(x, [s.replace(" (", "\n(") for s in strata], fontsize=7)
+            ax.tick_params(axis="y", labelsize=7)
             if i == 0:
                 ax.set_title(ds, fontsize=9)
                 ax.set_ylim(0, 105)
             if j == 0:
                 ax.set_ylabel(ylabel, fontsize=8)
-    axes[0, -1].legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
+    fig.legend(loc="lower center", ncol=min(len(rows), 6), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
