@@ -347,6 +347,8 @@ def test_per_model_reconstruct_setting_reruns_only_that_model(smoke_run, tmp_pat
     assert counts.get("reconstruct") == 1, counts
     assert _recon_outputs(out) == [f"results/recon/healthy_t2/anoddpm_ens/default/fold-{f}/tumour_t2.npz" for f in (0, 1)]
     assert not {"train", "pretrain_encoder", "preprocess", "make_phantom", "pack"} & set(counts), counts
+
+
 def test_sadm_beta_reruns_only_scoring_and_stage1_change_reruns_stage2(smoke_run, tmp_path):
     """SADM (P8.6): beta is a scoring parameter (score onward only); Stage II consumes the Stage I model.pt, so a
     Stage I change retrains Stage II; the Stage II training subject is out of the test split; the recon files of
@@ -371,3 +373,27 @@ def test_sadm_beta_reruns_only_scoring_and_stage1_change_reruns_stage2(smoke_run
 
     counts = job_counts(snakemake(workdir, "-n", "all_tables", config=_variant(tmp_path, stage1)).stdout)
     assert counts.get("train_stage2") == 2, counts  # both folds
+
+
+def test_viewer_maps_overlay_the_raw_scans(smoke_run):
+    """all_maps is not part of all_tables; one evaluation's folder as target writes the four files per test
+    subject, the _raw ones on the raw scan's grid."""
+    import nibabel as nib
+
+    workdir, _ = smoke_run
+    assert "viewer_maps" not in snakemake(workdir, "-n", "all_tables").stdout
+    planned = job_counts(snakemake(workdir, "-n", "all_maps").stdout)
+    # fold 0 of every table row on its pathology sets: segmentation 3 rows x 2 sets, diffusion 3 x 1, volumes 1 x 1
+    assert planned.get("viewer_maps") == 3 * 2 + 3 + 1
+    target = "results/maps/healthy_t2/ae/default/fold-0/tumour_t2/l1"
+    snakemake(workdir, "--cores", "2", target)
+    index = pd.read_csv(workdir / target / "index.tsv", sep="\t")
+    assert len(index) >= 1
+    for row in index.itertuples():
+        raw = nib.load(str(workdir / row.raw_image))
+        seg_raw = nib.load(str(workdir / target / row.seg_raw))
+        assert seg_raw.shape == raw.shape[:3] and np.allclose(seg_raw.affine, raw.affine, atol=1e-4)
+        pre = nib.load(str(workdir / "results/data/tumour_t2/nifti" / f"{row.subject}_image.nii.gz"))
+        amap = nib.load(str(workdir / target / row.map))
+        assert amap.shape == pre.shape and np.allclose(amap.affine, pre.affine, atol=1e-4)
+        assert int(np.count_nonzero(np.asarray(nib.load(str(workdir / target / row.seg)).dataobj))) == row.predicted_voxels
