@@ -90,6 +90,8 @@ def test_draem_mask_inside_brain_and_shapes(shape):
     assert not (changed & ~mask).any()
     g = det["gamma"]
     assert ((g >= 0.2) & (g <= 1.0)).all()
+    low, high = S.THRESHOLD_RANGES[len(shape) - 2]  # the default range of the field's dimension
+    assert all(low <= p["threshold"] <= high for p in det["mask_params"])
 
 
 @pytest.mark.parametrize("source", ["image", "noise"])
