@@ -384,3 +384,36 @@ def test_stage2_model_consumes_the_stage1_checkpoint_and_its_training_data():
 ])
 def test_stage2_cross_checks(change, message):
     assert message in config_error(change)
+# ---------------------------------------------------------------- synthetic-anomaly datasets
+def _with_synthetic(cfg, **spec):
+    cfg["datasets"]["draem_t2"] = {"synthetic": {"from": "healthy_t2", **spec}, "role": "pathology", "val": 1}
+
+
+def test_synthetic_dataset_is_planned_from_its_healthy_source():
+    s = study(lambda cfg: _with_synthetic(cfg, kind="draem", options={"gamma_range": [0.2, 1.0]}))
+    ds = s.datasets["draem_t2"]
+    assert ds["trainset"] == "healthy_t2" and ds["sequence"] == "t2"
+    assert s.synthetic_datasets == ["draem_t2"] and "draem_t2" not in s.source_datasets
+    assert s.source_of("draem_t2") == {"kind": "synthetic"}
+    assert s.split_manifest("draem_t2") == "results/data/healthy_t2/manifest.tsv"
+    assert s.split_manifest("tumour_t2") == "results/data/tumour_t2/manifest.tsv"
+    assert s.synthetic_settings("draem_t2") == {"kind": "draem", "seed": s.config["seed"], "mode": "volume",
+                                                "options": {"gamma_range": [0.2, 1.0]}}
+    assert s.preprocess_options("draem_t2") == s.preprocess_options("healthy_t2")
+    files = s.data_files()
+    assert "results/data/draem_t2/volumes.npz" in files and "results/qc/draem_t2/qc.tsv" not in files
+    assert not any("draem_t2" in f for f in s.report_inputs()["qc_tables"])
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda cfg: _with_synthetic(cfg) or cfg["datasets"]["draem_t2"].update(synthetic={"from": "tumour_t2"}),
+     "datasets.draem_t2.synthetic.from must name a healthy dataset read from a source, got 'tumour_t2'"),
+    (lambda cfg: _with_synthetic(cfg) or cfg["datasets"]["draem_t2"].update(role="healthy"),
+     "datasets.draem_t2: a synthetic dataset is evaluated like a pathology set; set role: pathology"),
+    (lambda cfg: _with_synthetic(cfg, kind="fpi", options={"gamma_range": [0.2, 1.0]}),
+     "datasets.draem_t2.synthetic.options: gamma_range not used by kind 'fpi' (it takes alpha_range, size_range)"),
+    (lambda cfg: _with_synthetic(cfg) or cfg["datasets"]["draem_t2"].update(source="phantom"),
+     "datasets.draem_t2: a synthetic dataset has no source (it is built from healthy_t2)"),
+])
+def test_synthetic_dataset_errors(change, message):
+    assert config_error(change) == f"config error: {message}"

@@ -29,6 +29,13 @@ WEIGHT_KEYS = ("arch", "hparams", "train", "pretrain")
 OVERRIDE_SECTIONS = ("hparams", "train", "reconstruct")
 #: preprocess keys that fix the output grid: a pathology set must match its training set in these
 GRID_KEYS = ("spacing_mm", "crop_pad", "downsample", "slice_crop")
+#: generator options a synthetic dataset of each kind accepts (keywords of brainuad.data.synthetic.*_anomaly)
+SYNTHETIC_OPTIONS = {
+    "draem": ("gamma_range", "threshold_range", "scale_exponents", "augmentations", "n_augmentations", "source",
+              "rotate", "max_tries", "p_anomaly"),
+    "pii": ("alpha_range", "size_range", "cg_iterations"),
+    "fpi": ("alpha_range", "size_range"),
+}
 
 
 def config_error(msg: str) -> ValueError:
@@ -173,6 +180,11 @@ class Study:
         self.config = config
         self.basedir = Path(basedir)
         self.datasets = config["datasets"]
+        #: datasets built by the ``synthesize`` rule from a healthy dataset's test split (``synthetic`` key)
+        self.synthetic_datasets = [n for n, ds in self.datasets.items() if "synthetic" in ds]
+        #: datasets read from a source (manifest -> preprocess -> pack)
+        self.source_datasets = [n for n in self.datasets if n not in self.synthetic_datasets]
+        self._fill_synthetic()
         self.models = config["models"]
         inherit_weights_from(self.models)
         #: the conventions in force: ``preset`` and every switch (:func:`brainuad.conventions.resolve`)
@@ -414,11 +426,61 @@ class Study:
         return paths.trainset_of(dataset, self.datasets)
 
     def source_of(self, dataset: str) -> dict:
+        """The dataset's source entry; ``{"kind": "synthetic"}`` for a synthetic dataset."""
+        if dataset in self.synthetic_datasets:
+            return {"kind": "synthetic"}
         return self.config["sources"][self.datasets[dataset]["source"]]
 
     def preprocess_options(self, dataset: str) -> dict:
-        """The preprocess section with the overrides of the dataset's source applied."""
+        """The preprocess section with the overrides of the dataset's source applied (a synthetic dataset:
+        those of the dataset it is built from)."""
+        if dataset in self.synthetic_datasets:
+            return self.preprocess_options(self.datasets[dataset]["synthetic"]["from"])
         return {**self.config["preprocess"], **self.source_of(dataset).get("preprocess", {})}
+
+    # ------------------------------------------------------------ synthetic-anomaly datasets
+    def _fill_synthetic(self) -> None:
+        """Defaults of the synthetic datasets: trainset and sequence of the healthy dataset they come from."""
+        for name in self.synthetic_datasets:
+            ds, spec = self.datasets[name], self.datasets[name]["synthetic"]
+            parent = self.datasets.get(spec["from"])
+            if parent is None or "synthetic" in parent or parent["role"] != "healthy":
+                raise config_error(f"datasets.{name}.synthetic.from must name a healthy dataset read from a source, "
+                                   f"got {spec['from']!r}")
+            if ds["role"] != "pathology":
+                raise config_error(f"datasets.{name}: a synthetic dataset is evaluated like a pathology set; "
+                                   "set role: pathology")
+            for key in ("source", "cohort"):
+                if key in ds:
+                    raise config_error(f"datasets.{name}: a synthetic dataset has no {key} (it is built from "
+                                       f"{spec['from']})")
+            kind = spec.get("kind", "draem")
+            wrong = sorted(set(spec.get("options", {})) - set(SYNTHETIC_OPTIONS[kind]))
+            if wrong:
+                raise config_error(f"datasets.{name}.synthetic.options: {', '.join(wrong)} not used by kind {kind!r} "
+                                   f"(it takes {', '.join(SYNTHETIC_OPTIONS[kind])})")
+            opts = spec.get("options", {})
+            if kind == "draem" and opts.get("n_augmentations", 3) > len(opts.get("augmentations", range(7))):
+                raise config_error(f"datasets.{name}.synthetic.options: n_augmentations exceeds the augmentations listed")
+            ds.setdefault("trainset", spec["from"])
+            ds.setdefault("sequence", parent["sequence"])
+
+    def synthetic_settings(self, dataset: str) -> dict:
+        """``params.spec`` of the synthesize rule: kind, seed, mode, options (schema defaults filled in)."""
+        spec = self.datasets[dataset]["synthetic"]
+        return {"kind": spec.get("kind", "draem"), "seed": int(spec.get("seed", self.config["seed"])),
+                "mode": spec.get("mode", "volume"), "options": spec.get("options", {})}
+
+    def synthetic_parent(self, dataset: str) -> str:
+        """The healthy dataset a synthetic dataset is built from."""
+        return self.datasets[dataset]["synthetic"]["from"]
+
+    def split_manifest(self, dataset: str) -> str:
+        """Manifest the splits rule reads: the dataset's own, or that of a synthetic dataset's source dataset
+        (the splits keep only the subjects in the pack)."""
+        if dataset in self.synthetic_datasets:
+            return paths.fill(paths.MANIFEST, dataset=self.synthetic_parent(dataset))
+        return paths.fill(paths.MANIFEST, dataset=dataset)
 
     def raw_dir(self, dataset: str) -> str | None:
         """Phantom: the generated cohort folder. Real data: None (the raw data are outside the workflow;
@@ -442,9 +504,9 @@ class Study:
                 "options": options, "strict": bool(src.get("strict", False))}
 
     def data_files(self) -> list[str]:
-        """Packed volumes and QC table of every dataset (the ``all_data`` target)."""
+        """Packed volumes of every dataset and QC table of every dataset read from a source (``all_data``)."""
         return ([paths.fill(paths.VOLUMES, dataset=ds) for ds in self.datasets]
-                + [paths.fill(paths.QC_TABLE, dataset=ds) for ds in self.datasets])
+                + [paths.fill(paths.QC_TABLE, dataset=ds) for ds in self.source_datasets])
 
     # ------------------------------------------------------------ tables and models
     def eval_files(self, rows: list[dict], datasets: list[str]) -> list[str]:
@@ -609,7 +671,7 @@ class Study:
 
     def report_inputs(self) -> dict[str, list[str]]:
         """Everything the PDF report shows: tables, figures, sweep tables, QC outputs, inference times."""
-        qc = {f"qc_{name}": [paths.fill(pattern, dataset=ds) for ds in self.datasets]
+        qc = {f"qc_{name}": [paths.fill(pattern, dataset=ds) for ds in self.source_datasets]
               for name, pattern in (("tables", paths.QC_TABLE), ("exclusions", paths.QC_EXCLUSIONS),
                                     ("figures", paths.QC_FIGURE))}
         inference = [paths.fill(paths.INFERENCE_TIME, ext="tsv")] if self.config["report"].get("inference_time") else []
@@ -668,7 +730,7 @@ class Study:
         """Cross-references the schema cannot express (datasets, sweeps, weights_from, report, tables)."""
         datasets, models, config = self.datasets, self.models, self.config
         for name, ds in datasets.items():
-            if ds["source"] not in config["sources"]:
+            if name not in self.synthetic_datasets and ds["source"] not in config["sources"]:
                 raise config_error(f"datasets.{name}.source '{ds['source']}' is not defined under sources")
             if ds["role"] == "pathology":
                 ts = ds.get("trainset")
@@ -811,6 +873,8 @@ class Study:
                     where = ".".join(str(p) for p in error.absolute_path)
                     raise config_error(f"sources.{sname}.preprocess.{where}: {error.message}")
         for name, ds in self.datasets.items():
+            if name in self.synthetic_datasets:
+                continue
             src = self.source_of(name)
             cohorts = src.get("cohorts", {})
             if src["kind"] == "phantom":

@@ -16,6 +16,9 @@ SMALL = {
     "pddpm": dict(image_size=(16, 16), channels=[4, 8], res_blocks=1),
     "cddpm": dict(image_size=(16, 16), channels=[4, 8], res_blocks=1, context_dim=4, encoder_channels=[4, 8],
                   encoder_blocks=[1, 1]),
+    "draem_net": dict(recon_channels=[4, 8], seg_channels=[4, 8]),
+    "pii": dict(channels=[4, 8]),
+    "fpi": dict(channels=[4, 8]),
 }
 SMALL["sadm"] = dict(stage1_arch="cddpm", stage1_hparams=SMALL["cddpm"], channels=[4, 8], groups=4)
 

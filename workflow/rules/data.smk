@@ -71,6 +71,8 @@ rule pack:
         manifest=paths.MANIFEST,
     output:
         paths.VOLUMES,
+    wildcard_constraints:
+        dataset=_alternatives(STUDY.source_datasets),  # synthetic datasets: rule synthesize
     log:
         "logs/pack/{dataset}.log",
     benchmark:
@@ -83,7 +85,7 @@ rule pack:
 
 rule splits:
     input:
-        manifest=paths.MANIFEST,
+        manifest=lambda wc: STUDY.split_manifest(wc.dataset),
         volumes=paths.VOLUMES,
     output:
         paths.SPLITS,

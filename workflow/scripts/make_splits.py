@@ -13,7 +13,8 @@ with np.load(snakemake.input.volumes, allow_pickle=False) as z:
     packed = set(z["subjects"].tolist())
 dropped = sorted(set(table["subject"]) - packed)
 if dropped:
-    log.warning("%d subjects excluded during preprocessing are not split: %s", len(dropped), dropped)
+    log.warning("%d subjects of the manifest are not in the pack and are not split (excluded during preprocessing; "
+                "for a synthetic dataset: outside the healthy test split it is built from): %s", len(dropped), dropped)
 table = table[table["subject"].isin(packed)].reset_index(drop=True)
 opts = snakemake.params.options
 if snakemake.params.kind != "author_split":
