@@ -20,6 +20,10 @@ x and x - x̂   ``residual: true``           Unet_res (``native``), SADM_res (``
 The model ``produces = "recon_map"``: the reconstruct job stores the Stage I reconstructions *and* the
 Unet's sigmoid prediction, so the weighted score AS = β·x̃ + (1 − β)·ŷ (:mod:`brainuad.scoring.sadm`)
 is a scoring parameter: changing β reruns scoring and evaluation only.
+
+Difference to the public code (peers.md §1.5): there the Unet runs once per t_test on that level's
+reconstruction and the predictions are averaged; here the Unet sees the residual of the ENS reconstruction
+(the mean over the levels), the reconstruction the thesis text names ("reconstruction = average over t_test").
 """
 
 from __future__ import annotations
