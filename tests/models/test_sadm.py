@@ -63,7 +63,8 @@ def test_groups_must_divide_widths():
 @pytest.mark.parametrize("residual", [False, True])
 def test_stage_two_outputs(stage1_ckpt, residual):
     model = build("sadm", stage1_arch="cddpm", stage1_hparams=STAGE1, stage1_checkpoint=str(stage1_ckpt),
-                  channels=[4, 8, 16], groups=4, residual=residual, synthetic=False).eval()
+                  channels=[4, 8, 16], groups=4, residual=residual, synthetic=False,
+                  noise_level=[250, 500, 750]).eval()
     x = torch.rand(3, 1, 16, 16)
     recons, pred = model.reconstruct_and_map(x, x > 0, samples=2, generator=torch.Generator().manual_seed(1))
     assert recons.shape == (2, 3, 1, 16, 16) and pred.shape == (3, 1, 16, 16)

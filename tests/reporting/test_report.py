@@ -194,3 +194,15 @@ def test_tables_with_statistics_claims_and_published_pages(tmp_path):
                  qualitative={}, inference_time={}, sweeps={}, datasets={"brats": {"label": "BRATS"}}, title="T",
                  config={"a": 1}, benchmarks=tmp_path / "bench", published=[pub], claims=[tmp_path / "claims.tsv"])
     assert (tmp_path / "r.pdf").read_bytes()[:4] == b"%PDF"
+
+
+def test_heldout_page_lists_the_stage2_training_and_calibration_subjects(tmp_path):
+    from brainuad.reporting.report import heldout_table
+
+    path = tmp_path / "tumour_t2.json"
+    path.write_text('{"role": "pathology", "val": ["t3"], "train": ["t1", "t5"], "test": ["t2", "t4", "t6"]}')
+    title, table, note = heldout_table([path], {"tumour_t2": {"label": "Tumour (T2)"}})
+    assert "held-out" in title
+    assert table.loc["Tumour (T2)", "n"].tolist() == [2, 1, 3]
+    assert table.loc["Tumour (T2)", "subjects"].tolist()[:2] == ["t1, t5", "t3"]
+    assert "removed from the test split" in note and "public code" in note

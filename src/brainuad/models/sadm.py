@@ -20,6 +20,10 @@ x and x - x̂   ``residual: true``           Unet_res (``native``), SADM_res (``
 The model ``produces = "recon_map"``: the reconstruct job stores the Stage I reconstructions *and* the
 Unet's sigmoid prediction, so the weighted score AS = β·x̃ + (1 − β)·ŷ (:mod:`brainuad.scoring.sadm`)
 is a scoring parameter: changing β reruns scoring and evaluation only.
+
+Difference to the public code (peers.md §1.5): there the Unet runs once per t_test on that level's
+reconstruction and the predictions are averaged; here the Unet sees the residual of the ENS reconstruction
+(the mean over the levels), the reconstruction the thesis text names ("reconstruction = average over t_test").
 """
 
 from __future__ import annotations
@@ -123,8 +127,9 @@ class StageTwo(nn.Module):
     stage1_checkpoint : str or Path, optional
         ``model.pt`` of the trained Stage I model, loaded at construction (dropped when the Stage II
         checkpoint is rebuilt: its state dict already holds the frozen weights).
-    noise_level : int or list of int
-        Stage I test-time noise level(s) (thesis: ENS [250, 500, 750]).
+    noise_level : int or list of int, optional
+        Stage I test-time noise level(s) (thesis: ENS [250, 500, 750], the Stage I model's
+        ``reconstruct.noise_level``); None = the Stage I model's own ``t_test``.
     residual : bool
         Unet_res / SADM_res (True) or Unet / SADM (False; the Unet never sees the reconstruction, which is
         then computed at test time only, for the SADM score).
@@ -144,7 +149,7 @@ class StageTwo(nn.Module):
     random_device = "model"
 
     def __init__(self, stage1_arch: str = "cddpm", stage1_hparams: dict | None = None, stage1_checkpoint=None,
-                 noise_level=(250, 500, 750), residual: bool = True, channels: Sequence[int] = (64, 128, 256),
+                 noise_level=None, residual: bool = True, channels: Sequence[int] = (64, 128, 256),
                  groups: int = 8, synthetic: bool = True, gamma_range: Sequence[float] = (0.2, 1.0),
                  image_size=None):
         super().__init__()
@@ -158,7 +163,9 @@ class StageTwo(nn.Module):
         for p in self.stage1.parameters():
             p.requires_grad_(False)
         self.stage1.eval()
-        self.noise_level = list(noise_level) if isinstance(noise_level, (list, tuple)) else int(noise_level)
+        if noise_level is not None:
+            noise_level = list(noise_level) if isinstance(noise_level, (list, tuple)) else int(noise_level)
+        self.noise_level = noise_level
         self.residual = bool(residual)
         self.synthetic = bool(synthetic)
         self.gamma_range = tuple(float(g) for g in gamma_range)
