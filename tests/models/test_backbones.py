@@ -55,12 +55,12 @@ def test_feature_shapes(spec, channels, strides):
 
 
 def test_imagenet_input_scaling():
-    net = build_backbone({"kind": "imagenet", "arch": "resnet18"})
+    net = build_backbone({"kind": "imagenet", "arch": "resnet18", "layers": [1]})
     x = torch.full((1, 1, 4, 4), 0.5)
     got = net.prepare(x)[0, :, 0, 0]
     want = torch.tensor([(0.5 - 0.485) / 0.229, (0.5 - 0.456) / 0.224, (0.5 - 0.406) / 0.225])
     torch.testing.assert_close(got, want)
-    centred = build_backbone({"kind": "imagenet", "arch": "resnet18", "input_norm": "centered"})
+    centred = build_backbone({"kind": "imagenet", "arch": "resnet18", "layers": [1], "input_norm": "centered"})
     torch.testing.assert_close(centred.prepare(torch.full((1, 1, 2, 2), 0.25)), torch.full((1, 3, 2, 2), -0.5))
 
 
@@ -158,3 +158,13 @@ def test_feature_distance_map_by_hand():
     x = torch.rand(2, 1, 16, 16)
     assert torch.all(feature_distance_map(net, x, x) == 0)
     assert feature_distance_map(net, x, torch.rand(2, 1, 16, 16)).shape == (2, 1, 16, 16)
+
+
+def test_unused_resnet_stages_are_not_built_and_their_keys_are_ignored(tmp_path):
+    full = ResNetFeatures("resnet18", layers=(1, 2, 3, 4))
+    path = tmp_path / "resnet18.pth"
+    torch.save(full.state_dict(), path)
+    net = load_backbone({"kind": "imagenet", "arch": "resnet18", "weights": str(path), "layers": [1, 2]})
+    assert not any(k.startswith(("layer3.", "layer4.")) for k in net.state_dict())
+    x = torch.rand(1, 1, 32, 32)
+    torch.testing.assert_close(net(x)[1], full.eval()(x)[1])

@@ -29,10 +29,10 @@ def encoder_ckpt(tmp_path_factory):
 
 def _model(name, ckpt, seed=0, **kw):
     torch.manual_seed(seed)
-    return build(name, backbone=SSL, image_size=(32, 32), pretrained_encoder=ckpt, **{**SMALL[name], **kw})
+    return build(name, backbone=SSL, image_size=(16, 16), pretrained_encoder=ckpt, **{**SMALL[name], **kw})
 
 
-def _batch(seed=1, n=6, size=32):
+def _batch(seed=1, n=4, size=16):
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, 1, size, size, generator=g)
 
@@ -41,7 +41,7 @@ def _batch(seed=1, n=6, size=32):
 def test_encoder_decoder_feature_shapes(name, encoder_ckpt):
     model = _model(name, encoder_ckpt)
     enc, dec = model.features(_batch())
-    assert [tuple(f.shape) for f in enc] == [(6, 8, 32, 32), (6, 16, 16, 16), (6, 32, 8, 8)]
+    assert [tuple(f.shape) for f in enc] == [(4, 8, 16, 16), (4, 16, 8, 8), (4, 32, 4, 4)]
     assert [f.shape for f in dec] == [f.shape for f in enc]
     assert model.encoder_hparams({"backbone": SSL}) == {"in_channels": 1, "channels": [8, 16, 32],
                                                         "blocks": [1, 1, 1], "norm": "batch"}
@@ -50,7 +50,7 @@ def test_encoder_decoder_feature_shapes(name, encoder_ckpt):
 def test_fae_feature_shapes(encoder_ckpt):
     model = _model("fae", encoder_ckpt)
     feats = model.extract(_batch())
-    assert feats.shape == (6, 8 + 16 + 32, 8, 8)  # all maps at a quarter of 32 x 32
+    assert feats.shape == (4, 8 + 16 + 32, 4, 4)  # all maps at a quarter of 16 x 16
     assert model.reconstruct_features(feats).shape == feats.shape
 
 
@@ -76,17 +76,17 @@ def test_map_shape_range_and_mask(name, encoder_ckpt):
     model = _model(name, encoder_ckpt).eval()
     x = _batch()
     mask = torch.zeros_like(x, dtype=torch.bool)
-    mask[..., 4:28, 4:28] = True
+    mask[..., 2:14, 2:14] = True
     amap = model.anomaly_map(x, mask)
     assert amap.shape == x.shape and amap.dtype == x.dtype
     assert float(amap.min()) >= 0.0 and float(amap.max()) <= MAP_MAX[name]
-    assert float(amap[..., 4:28, 4:28].min()) > 0.0
+    assert float(amap[..., 2:14, 2:14].min()) > 0.0
     assert torch.all(amap[~mask] == 0)
 
 
 @pytest.mark.parametrize("name", ["fae", "rd", "edc"])
 def test_deterministic_under_a_seed(name, encoder_ckpt):
-    x, mask = _batch(), torch.ones(6, 1, 32, 32, dtype=torch.bool)
+    x, mask = _batch(), torch.ones(4, 1, 16, 16, dtype=torch.bool)
     a, b, c = (_model(name, encoder_ckpt, seed=s).eval() for s in (3, 3, 4))
     torch.testing.assert_close(a.anomaly_map(x, mask), b.anomaly_map(x, mask), rtol=0, atol=0)
     assert not torch.equal(a.anomaly_map(x, mask), c.anomaly_map(x, mask))
@@ -101,14 +101,14 @@ def test_not_configured_backbone(name, encoder_ckpt, tmp_path):
         build(name, backbone={"kind": "imagenet", "arch": "resnet18", "weights": str(tmp_path / "none.pth")},
               image_size=(64, 64))
     # an ssl backbone without the pre-training stage: buildable (to restore a checkpoint), not usable
-    bare = build(name, backbone=SSL, image_size=(32, 32), **SMALL[name])
+    bare = build(name, backbone=SSL, image_size=(16, 16), **SMALL[name])
     with pytest.raises(BackboneNotConfigured, match="pretrain"):
         bare.loss(_batch())
     with pytest.raises(BackboneNotConfigured):
-        bare.anomaly_map(_batch(), torch.ones(6, 1, 32, 32, dtype=torch.bool))
+        bare.anomaly_map(_batch(), torch.ones(4, 1, 16, 16, dtype=torch.bool))
     trained = _model(name, encoder_ckpt).eval()
     bare.load_state_dict(trained.state_dict())  # restoring the model's own checkpoint
-    x, mask = _batch(), torch.ones(6, 1, 32, 32, dtype=torch.bool)
+    x, mask = _batch(), torch.ones(4, 1, 16, 16, dtype=torch.bool)
     torch.testing.assert_close(bare.eval().anomaly_map(x, mask), trained.anomaly_map(x, mask))
 
 

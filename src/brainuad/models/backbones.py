@@ -201,7 +201,7 @@ class ResNetFeatures(_FeatureNet):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         cin = 64
-        for i, (planes, n) in enumerate(zip((64, 128, 256, 512), blocks)):
+        for i, (planes, n) in enumerate(zip((64, 128, 256, 512)[: self.layers[-1]], blocks)):  # unused stages not built
             stage = []
             for j in range(n):
                 stage.append(block(cin, planes, 2 if (j == 0 and i > 0) else 1, width))
@@ -383,7 +383,8 @@ def load_backbone(spec: dict, *, in_channels: int = 1, device: str | torch.devic
     -------
     nn.Module whose ``forward(x (B, in_channels, H, W) in [0, 1])`` returns the list of feature maps at
     ``spec["layers"]``, finest first; ``out_channels`` and ``strides`` describe them. Parameters keep
-    ``requires_grad`` (the caller freezes a teacher).
+    ``requires_grad`` (the caller freezes a teacher). ResNet stages after the last tapped layer are not
+    built (their keys in the file are ignored).
 
     Raises
     ------
@@ -402,7 +403,9 @@ def load_backbone(spec: dict, *, in_channels: int = 1, device: str | torch.devic
     state = _weights_state(spec, path)
     expected = net.state_dict()
     if spec["kind"] == "imagenet" and spec["arch"] != "vgg16":
-        state = {k: v for k, v in state.items() if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
+        unused = tuple(f"layer{i}." for i in range(net.layers[-1] + 1, 5))  # stages past the last tapped one
+        state = {k: v for k, v in state.items() if not k.startswith(("fc.", *unused))
+                 and not k.endswith("num_batches_tracked")}
         expected = {k: v for k, v in expected.items() if not k.endswith("num_batches_tracked")}
     elif spec["kind"] == "imagenet":
         state = {k: v for k, v in state.items() if k.startswith("features.")}
