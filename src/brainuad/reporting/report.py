@@ -293,7 +293,8 @@ def write_report(path: str | Path, *, captions, tables, inference, figures, qc_t
         table_pages += lesionwise_pages(tsv, spec, textwrap.fill(caps["lesionwise"].format(overlap=overlap), NOTE_WIDTH))
     for tsv in healthy_fpr:
         spec = table_specs[Path(tsv).stem[len("healthy_fpr_"):]]
-        table_pages += healthy_fpr_pages(tsv, spec, caps["healthy_fpr"])
+        table_pages += [(title, table, textwrap.fill(note, NOTE_WIDTH))
+                        for title, table, note in healthy_fpr_pages(tsv, spec, caps["healthy_fpr"])]
     figure_pages = [figure_page(fig, caps, tables=table_specs, qualitative=qualitative, sweeps=sweeps,
                                 lesion_overlap=overlap) for fig in figures]
     for qc_tsv, excl_tsv, qc_png in zip(qc_tables, qc_exclusions, qc_figures):
