@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
@@ -24,6 +25,7 @@ SMOKE_FILE = ROOT / "tests" / "smoke" / "config.yaml"
 # rerun checks below hold for the per-model reconstruct jobs; tests/slurm runs the default (per_dataset).
 SMOKE = Path(tempfile.mkdtemp(prefix="brainuad-smoke-")) / "config.yaml"
 SMOKE.write_text(yaml.safe_dump({**yaml.safe_load(SMOKE_FILE.read_text()), "jobs": {"reconstruct": "per_model"}}))
+atexit.register(shutil.rmtree, SMOKE.parent, True)
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 pytestmark = pytest.mark.workflow
