@@ -399,3 +399,10 @@ def test_detection_pages_plan_fpr_files_and_check_their_tables():
         cfg["report"]["healthy_fpr"] = ["reconstruction"]
 
     assert "report.healthy_fpr: 'reconstruction' is not a segmentation table" in config_error(bad)
+
+
+def test_lesion_strata_need_an_unbounded_stratum():
+    def bad(cfg):
+        cfg["evaluation"]["lesions"] = {"strata": {"small": 10, "medium": 100}}
+
+    assert "evaluation.lesions.strata: lesion strata: the largest stratum needs the bound null" in config_error(bad)

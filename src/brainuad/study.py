@@ -713,6 +713,12 @@ class Study:
                 raise config_error(f"sweeps.{sname}.reference: only {RUN!r} (the configured model) can be the "
                                    "reference")
             self._check_pathology(f"sweeps.{sname}", spec["datasets"])
+        from brainuad.evaluation.lesions import normalise_strata  # numpy only (scikit-image is imported lazily)
+
+        try:
+            normalise_strata((config["evaluation"].get("lesions") or {}).get("strata"))
+        except ValueError as err:
+            raise config_error(f"evaluation.lesions.strata: {err}")
         self._check_report()
         self._check_claims()
         for tname, table in self.tables.items():
