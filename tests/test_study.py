@@ -406,3 +406,16 @@ def test_lesion_strata_need_an_unbounded_stratum():
         cfg["evaluation"]["lesions"] = {"strata": {"small": 10, "medium": 100}}
 
     assert "evaluation.lesions.strata: lesion strata: the largest stratum needs the bound null" in config_error(bad)
+
+
+def test_a_sweep_protocol_reaches_its_evaluation_files():
+    def change(cfg):
+        cfg["sweeps"]["latent"]["protocol"] = {"median": 0}
+        cfg["scoring_sweeps"]["mhd_n"]["protocol"] = {"median": 0}
+
+    s = study(change)
+    assert s.sweep_protocols["latent"] == s.sweep_protocols["mhd_n"] == "median~0"
+    for sweep in ("latent", "mhd_n"):
+        files = s.sweep_inputs(sweep)
+        assert files and all("/protocol-median~0/" in f for f in files)
+    assert "median~0" in s.protocol_ids
