@@ -38,6 +38,8 @@ def config_error(change) -> str:
 
 
 # ---------------------------------------------------------------- weights_from
+
+
 def test_weights_from_model_takes_the_weight_sections_of_its_source():
     s = study()
     ens, source = s.models["anoddpm_ens"], s.models["anoddpm"]
@@ -63,6 +65,8 @@ def test_weights_from_model_may_not_change_the_weights():
 
 
 # ---------------------------------------------------------------- scoring sweeps
+
+
 def test_scoring_sweep_values_get_their_own_scoring_ids():
     s = study()
     assert s.sweep_ids("mhd_n") == ["mhd_full@samples=2", "mhd_full@samples=3"]
@@ -81,6 +85,8 @@ def test_scoring_sweep_of_an_unknown_scoring_is_an_error():
 
 
 # ---------------------------------------------------------------- model sweeps
+
+
 def test_model_sweep_rows_give_paramspace_run_ids(tmp_path):
     table = tmp_path / "sweep.tsv"
     table.write_text("# comment line\nlatent\tlr\n4\t0.001\n16\t0.0001\n")
@@ -142,6 +148,8 @@ def test_model_sweep_keys_must_name_an_override_section():
 
 
 # ---------------------------------------------------------------- cross-checks
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda cfg: cfg["datasets"]["ms_t2"].update(trainset="tumour_t2"),
      "datasets.ms_t2.trainset must name a healthy dataset, got 'tumour_t2'"),
@@ -161,6 +169,8 @@ def test_model_sweep_keys_must_name_an_override_section():
     (lambda cfg: cfg["datasets"]["ms_t2"].update(cohort="nope"),
      "datasets.ms_t2.cohort 'nope' is not a cohort of sources.phantom (healthy, tumour, ms)"),
 ])
+
+
 def test_cross_check_errors(change, message):
     assert config_error(change) == f"config error: {message}"
 
@@ -202,6 +212,8 @@ def test_pathology_set_must_share_the_grid_of_its_trainset():
 
 
 # ---------------------------------------------------------------- planned files
+
+
 def test_table_rows_get_their_defaults():
     rows = study().table_rows["diffusion"]
     d = {"scoring": "l1", "run": RUN, "protocol": "default"}
@@ -273,6 +285,8 @@ def test_recon_groups_cover_every_planned_reconstruction_once():
 
 
 # ---------------------------------------------------------------- paths
+
+
 def test_path_patterns_filled():
     assert paths.RECON == "results/recon/{trainset}/{model}/{run}/fold-{fold}/{dataset}.npz"
     assert paths.fill(paths.RECON, trainset="ixi", model="ae", run=RUN, fold=2, dataset="brats") == \
@@ -303,6 +317,8 @@ def test_data_and_report_inputs():
 
 
 # ---------------------------------------------------------------- schema errors in one line
+
+
 def test_schema_error_names_the_unknown_key_and_the_keys_allowed_at_its_level():
     from brainuad.study import schema_error
 
@@ -328,6 +344,8 @@ def test_schema_error_names_the_path_of_a_wrong_value():
 
 
 # ---------------------------------------------------------------- statistics, published numbers, claims
+
+
 def test_claims_plan_only_testable_claims():
     s = study()
     assert s.claims_missing() == {"ens_helps": [], "faster": [], "sadm": ["model sadm_res"]}
@@ -395,6 +413,8 @@ def test_performance_switches_reach_train_and_reconstruct_params():
 
 
 # ---------------------------------------------------------------- evaluation protocols, lesion-wise and FPR pages
+
+
 def test_table_and_row_protocols_plan_their_own_evaluation_folders():
     def change(cfg):
         cfg["tables"]["no_postprocessing"]["rows"] = [
@@ -439,6 +459,8 @@ def test_detection_pages_plan_fpr_files_and_check_their_tables():
         cfg["report"]["healthy_fpr"] = ["reconstruction"]
 
     assert "report.healthy_fpr: 'reconstruction' is not a segmentation table" in config_error(bad)
+
+
 # ---------------------------------------------------------------- synthetic-anomaly datasets
 def _with_synthetic(cfg, **spec):
     cfg["datasets"]["draem_t2"] = {"synthetic": {"from": "healthy_t2", **spec}, "role": "pathology", "val": 1}
@@ -470,9 +492,15 @@ def test_synthetic_dataset_is_planned_from_its_healthy_source():
     (lambda cfg: _with_synthetic(cfg) or cfg["datasets"]["draem_t2"].update(source="phantom"),
      "datasets.draem_t2: a synthetic dataset has no source (it is built from healthy_t2)"),
 ])
+
+
 def test_synthetic_dataset_errors(change, message):
     assert config_error(change) == f"config error: {message}"
+
+
 # ---------------------------------------------------------------- SADM Stage II
+
+
 def test_stage2_model_consumes_the_stage1_checkpoint_and_its_training_data():
     s = study()
     assert s.stage2_models() == ["sadm_tumour"] and not s.is_stage2("cddpm_ssl")
@@ -500,8 +528,12 @@ def test_stage2_model_consumes_the_stage1_checkpoint_and_its_training_data():
     (lambda c: c["models"]["sadm_tumour"].pop("stage2"), "arch sadm needs a stage2 section"),
     (lambda c: c["models"]["ae"].update(stage2={"stage1": "cddpm_ssl", "data": "synthetic"}), "needs arch sadm"),
 ])
+
+
 def test_stage2_cross_checks(change, message):
     assert message in config_error(change)
+
+
 # ---------------------------------------------------------------- feature backbones (issue 14)
 SSL_BACKBONE = {"kind": "ssl", "channels": [4, 8, 8], "blocks": [1, 1, 1]}
 
@@ -542,6 +574,8 @@ def test_an_imagenet_backbone_with_its_file_is_configured(tmp_path):
     (lambda m: m["rd"]["hparams"]["backbone"].update(channels=[4, 8, 16]), "same channels"),
     (lambda m: m["rd"].update(pretrain={"max_steps": 1, "batch_size": 1, "lr": 0.1}), "not both"),
 ])
+
+
 def test_pretrain_from_is_checked(change, message):
     def edit(cfg):
         _with_feature_models(cfg)
@@ -581,3 +615,23 @@ def test_ssl_encoder_signature_defaults_match_the_classes():
     sig = inspect.signature(ResNetEncoder).parameters
     assert ssl_encoder_signature({"hparams": {"backbone": {"kind": "ssl"}}}) == (
         list(sig["channels"].default), list(sig["blocks"].default), sig["norm"].default, sig["context_dim"].default)
+
+
+def test_lesion_strata_need_an_unbounded_stratum():
+    def bad(cfg):
+        cfg["evaluation"]["lesions"] = {"strata": {"small": 10, "medium": 100}}
+
+    assert "evaluation.lesions.strata: lesion strata: the largest stratum needs the bound null" in config_error(bad)
+
+
+def test_a_sweep_protocol_reaches_its_evaluation_files():
+    def change(cfg):
+        cfg["sweeps"]["latent"]["protocol"] = {"median": 0}
+        cfg["scoring_sweeps"]["mhd_n"]["protocol"] = {"median": 0}
+
+    s = study(change)
+    assert s.sweep_protocols["latent"] == s.sweep_protocols["mhd_n"] == "median~0"
+    for sweep in ("latent", "mhd_n"):
+        files = s.sweep_inputs(sweep)
+        assert files and all("/protocol-median~0/" in f for f in files)
+    assert "median~0" in s.protocol_ids

@@ -933,6 +933,12 @@ class Study:
             if bad:
                 raise config_error(f"sweeps.{sname}.folds: fold {bad[0]} does not exist (splits.folds is "
                                    f"{len(self.folds)}: folds 0 to {len(self.folds) - 1})")
+        from brainuad.evaluation.lesions import normalise_strata  # numpy only (scikit-image is imported lazily)
+
+        try:
+            normalise_strata((config["evaluation"].get("lesions") or {}).get("strata"))
+        except ValueError as err:
+            raise config_error(f"evaluation.lesions.strata: {err}")
         self._check_report()
         self._check_stage2()
         self._check_claims()

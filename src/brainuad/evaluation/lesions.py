@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from skimage.measure import label
 
 #: default strata: upper voxel-count bounds (exclusive; None = no bound), at the evaluated resolution
 DEFAULT_STRATA = {"small": 100, "medium": 1000, "large": None}
@@ -87,6 +86,8 @@ def lesion_detection(pred, seg, *, overlap: float = 0.0, strata: dict | None = N
         for every stratum ``s``: ``n_lesions_s``, ``n_detected_s``, ``lesion_sensitivity_s`` (NaN without
         lesions of that size) and ``fp_components_s``.
     """
+    from skimage.measure import label  # here: Study imports this module at workflow parse time
+
     if not 0.0 <= overlap <= 1.0:
         raise ValueError(f"lesion overlap must be in [0, 1], got {overlap}")
     p, s = np.asarray(pred) != 0, np.asarray(seg) != 0
