@@ -100,7 +100,8 @@ def test_stay_in_input_space_with_a_native_mask(files):
     assert working.template is None and working.template_correlation(working.image) is None
     brain_ml = 4 ** 3 * 8.0 / 1000.0  # the 4^3 cube of 2 mm voxels
     assert qc == {"registration_correlation_before": None, "registration_correlation_after": None,
-                  "brain_volume_template_ml": pytest.approx(brain_ml), "brain_volume_ml": pytest.approx(brain_ml)}
+                  "brain_volume_template_ml": pytest.approx(brain_ml), "brain_volume_ml": pytest.approx(brain_ml),
+                  "registration_transform": []}  # identity: raw-space results are resampled by world coordinates
 
 
 def test_stay_in_input_space_needs_a_template_without_a_native_mask(files):
@@ -203,7 +204,7 @@ def test_crop_to_brain_centres_the_box_on_the_mask():
     out, affine, qc = steps.crop_to_brain(volumes, np.eye(4), PreprocessOptions(crop_pad=(4, 4, 6)))
     # start = floor(centre - (size - 1) / 2 + 0.5) = (2, 2, 2): z keeps slices 2..7 of 0..9
     assert {array.shape for array in out.values()} == {(4, 4, 6)}
-    assert qc == {"brain_voxels_removed_by_crop": 80 - 4 * 2 * 6}
+    assert qc == {"brain_voxels_removed_by_crop": 80 - 4 * 2 * 6, "brain_voxels_before_crop": 80}
     np.testing.assert_allclose(affine[:3, 3], (2.0, 2.0, 2.0))
     assert not out["seg"].any()  # the lesion voxel lay in slice 0
 
