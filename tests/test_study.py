@@ -397,3 +397,36 @@ def test_pretrain_from_is_checked(change, message):
         change(cfg["models"])
 
     assert message in config_error(edit)
+
+
+def test_pretrain_from_a_cddpm_reuses_its_ssl_encoder():
+    def edit(cfg):
+        _with_feature_models(cfg)
+        cfg["models"]["rd"]["pretrain_from"] = "cddpm_ssl"
+        cfg["models"]["rd"]["hparams"]["backbone"] = {"kind": "ssl", "channels": [4, 8], "blocks": [1, 1],
+                                                      "context_dim": 8}
+
+    s = study(edit)
+    key = dict(trainset="healthy_t2", run=RUN, fold=1)
+    assert s.encoder_file(model="rd", **key) == paths.fill(paths.ENCODER, model="cddpm_ssl", **key)
+
+    def mismatch(cfg):
+        edit(cfg)
+        cfg["models"]["rd"]["hparams"]["backbone"].pop("context_dim")  # 128 != the cDDPM's 8
+
+    assert "([4, 8], [1, 1], 'batch', 8)" in config_error(mismatch)
+
+
+def test_ssl_encoder_signature_defaults_match_the_classes():
+    import inspect
+
+    from brainuad.catalog import ssl_encoder_signature
+    from brainuad.models.diffusion.cddpm import ContextEncoderConfig
+    from brainuad.models.encoder import ResNetEncoder
+
+    cfg = ContextEncoderConfig()
+    assert ssl_encoder_signature({"arch": "cddpm"}) == (list(cfg.encoder_channels), list(cfg.encoder_blocks),
+                                                        cfg.encoder_norm, cfg.context_dim)
+    sig = inspect.signature(ResNetEncoder).parameters
+    assert ssl_encoder_signature({"hparams": {"backbone": {"kind": "ssl"}}}) == (
+        list(sig["channels"].default), list(sig["blocks"].default), sig["norm"].default, sig["context_dim"].default)

@@ -51,3 +51,19 @@ def entry_backbone_label(entry: dict) -> str:
     """What the report says about a model's backbone: :func:`describe_backbone`, "" for a model without one."""
     spec = entry_backbone(entry)
     return describe_backbone(spec) if spec else ""
+
+
+def ssl_encoder_signature(entry: dict) -> tuple:
+    """(channels, blocks, norm, context_dim) of the ResNet encoder the ``pretrain_encoder`` stage trains for a
+    config model entry: from its ``ssl`` backbone spec, else from a cDDPM's ``encoder_channels``,
+    ``encoder_blocks``, ``encoder_norm``, ``context_dim`` hparams (defaults of
+    :class:`brainuad.models.diffusion.cddpm.ContextEncoderConfig` and :class:`brainuad.models.encoder.ResNetEncoder`)."""
+    spec = entry_backbone(entry)
+    hp = entry.get("hparams") or {}
+    if spec:
+        got = (spec.get("channels"), spec.get("blocks"), spec.get("norm"), spec.get("context_dim"))
+    else:
+        got = (hp.get("encoder_channels"), hp.get("encoder_blocks"), hp.get("encoder_norm"), hp.get("context_dim"))
+    defaults = ([32, 64, 128, 256], [2, 2, 2, 2], "batch", 128)
+    return tuple(list(v) if isinstance(v, (list, tuple)) else v
+                 for v in (d if g is None else g for g, d in zip(got, defaults)))

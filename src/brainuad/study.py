@@ -16,7 +16,7 @@ import yaml
 
 from brainuad import conventions as conv
 from brainuad import paths
-from brainuad.catalog import LEARNING_FREE, entry_backbone, entry_configured
+from brainuad.catalog import LEARNING_FREE, entry_backbone, entry_configured, ssl_encoder_signature
 from brainuad.evaluation import claims as claims_lib
 from brainuad.evaluation import stats as stats_lib
 from brainuad.reporting.tables import row_label, row_scoring, table_row
@@ -675,8 +675,9 @@ class Study:
             self._check_published(tname)
 
     def _check_pretrain_from(self, mname: str, entry: dict) -> None:
-        """``pretrain_from`` names a model with a ``pretrain`` section whose ``ssl`` backbone architecture
-        (channels, blocks, norm, context_dim) equals this model's, and excludes a ``pretrain`` section of its own."""
+        """``pretrain_from`` names a model with a ``pretrain`` section (an ``ssl``-backbone model or a cDDPM) whose
+        pre-trained encoder has this model's ``ssl`` backbone architecture (channels, blocks, norm, context_dim),
+        and excludes a ``pretrain`` section of its own."""
         source = entry.get("pretrain_from")
         if source is None:
             return
@@ -685,12 +686,12 @@ class Study:
             raise config_error(f"{where}: a model has either its own pretrain section or pretrain_from, not both")
         if source not in self.models or not self.models[source].get("pretrain"):
             raise config_error(f"{where}: {source!r} must name a model with a pretrain section")
-        mine, theirs = entry_backbone(entry), entry_backbone(self.models[source])
-        keys = ("kind", "channels", "blocks", "norm", "context_dim")
-        if not mine or mine.get("kind") != "ssl" or not theirs or \
-                any(mine.get(k) != theirs.get(k) for k in keys):
-            raise config_error(f"{where}: hparams.backbone must be an ssl backbone with the same {', '.join(keys[1:])} "
-                               f"as models.{source}.hparams.backbone")
+        mine = entry_backbone(entry)
+        if not mine or mine.get("kind") != "ssl" or \
+                ssl_encoder_signature(entry) != ssl_encoder_signature(self.models[source]):
+            raise config_error(f"{where}: hparams.backbone must be an ssl backbone with the same channels, blocks, "
+                               f"norm, context_dim as the encoder models.{source} pre-trains "
+                               f"{ssl_encoder_signature(self.models[source])}")
 
     def _check_published(self, tname: str) -> None:
         spec = self.tables[tname].get("published")
