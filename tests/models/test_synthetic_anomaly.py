@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from brainuad.data import synthetic
 from brainuad.models import build
 from brainuad.models.base import check_model
+from brainuad.models.synthetic_anomaly import binary_focal_loss, ssim_loss
 
 SMALL = {
     "draem_net": {"recon_channels": [8, 16, 32], "seg_channels": [8, 16, 32]},
@@ -76,7 +77,7 @@ def test_loss_deterministic_under_a_seed(name):
 
 
 def test_draem_loss_is_reconstruction_plus_focal():
-    from monai.losses import FocalLoss, SSIMLoss
+    from brainuad.scoring.ssim import ssim_map
 
     torch.manual_seed(0)
     model = build("draem_net", **SMALL["draem_net"], p_anomaly=1.0, anomaly={"gamma_range": [0.5, 0.5]})
@@ -84,11 +85,36 @@ def test_draem_loss_is_reconstruction_plus_focal():
     syn, mask = synthetic.draem_anomaly(x, x > 0, torch.Generator().manual_seed(3), p_anomaly=1.0,
                                         gamma_range=[0.5, 0.5])
     rec, logits = model(syn)
-    expected = (F.mse_loss(rec, x) + SSIMLoss(2, win_size=11, kernel_sigma=1.5)(rec, x)
-                + FocalLoss(gamma=2.0)(logits, mask.float()))
-    assert torch.allclose(model.loss(x, torch.Generator().manual_seed(3)), expected, atol=1e-6)
+    p = torch.sigmoid(logits)
+    t = mask.float()
+    focal = (-(t * (1 - p) ** 2 * torch.log(p) + (1 - t) * p ** 2 * torch.log(1 - p))).mean()
+    expected = F.mse_loss(rec, x) + 1 - ssim_map(rec.detach(), x, sigma=1.5, padding="mirror").mean() + focal
+    assert torch.allclose(model.loss(x, torch.Generator().manual_seed(3)), expected, atol=1e-5)
     # the discriminative net sees the corrupted input and its reconstruction
-    assert model.discriminative.inp.conv_0.conv.in_channels == 2
+    assert model.discriminative.inp[0].in_channels == 2
+
+
+def test_binary_focal_loss_matches_monai():
+    from monai.losses import FocalLoss
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 1, 8, 8, generator=g) * 3
+    target = (torch.rand(2, 1, 8, 8, generator=g) > 0.7).float()
+    assert torch.allclose(binary_focal_loss(logits, target, 2.0), FocalLoss(gamma=2.0)(logits, target), atol=1e-6)
+    assert torch.allclose(binary_focal_loss(logits, target, 0.0), F.binary_cross_entropy_with_logits(logits, target))
+
+
+def test_ssim_loss_is_one_minus_the_scoring_ssim():
+    from brainuad.scoring.ssim import ssim_map
+
+    x = _slices(b=2)
+    y = (x + 0.1 * torch.rand(x.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    assert float(ssim_loss(x, x)) == pytest.approx(0.0, abs=1e-6)
+    # the independent SSIM of brainuad.scoring (torch reflect = its "mirror" padding, same window and constants)
+    assert float(ssim_loss(x, y)) == pytest.approx(1 - float(ssim_map(x, y, sigma=1.5, padding="mirror").mean()), abs=1e-5)
+    y.requires_grad_(True)
+    ssim_loss(x, y).backward()
+    assert y.grad is not None and y.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("name", ["pii", "fpi"])
