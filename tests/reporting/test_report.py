@@ -190,3 +190,16 @@ def test_tables_with_statistics_claims_and_published_pages(tmp_path):
                  qualitative={}, inference_time={}, sweeps={}, datasets={"brats": {"label": "BRATS"}}, title="T",
                  config={"a": 1}, benchmarks=tmp_path / "bench", published=[pub], claims=[tmp_path / "claims.tsv"])
     assert (tmp_path / "r.pdf").read_bytes()[:4] == b"%PDF"
+
+
+def test_dataset_note_is_printed_under_its_tables(tmp_path, captions):
+    from brainuad.reporting.report import result_table
+
+    tsv = tmp_path / "main.tsv"
+    pd.DataFrame([{"row": "AE", "dataset_label": "MS (T2)", "metric": "dice", "mean": 0.02, "std": 0.01,
+                   "n_folds": 2, "note": ""}]).to_csv(tsv, sep="\t", index=False)
+    spec = {"metrics": ["dice"], "datasets": ["ms"], "title": "Main"}
+    _, _, note = result_table(tsv, spec, captions, {"ms": {"label": "MS (T2)", "note": "at chance because X."}})
+    assert "MS (T2): at chance because X." in " ".join(note.split())
+    _, _, plain = result_table(tsv, spec, captions, {"ms": {"label": "MS (T2)"}})
+    assert "at chance" not in plain
