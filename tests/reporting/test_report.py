@@ -206,3 +206,16 @@ def test_heldout_page_lists_the_stage2_training_and_calibration_subjects(tmp_pat
     assert table.loc["Tumour (T2)", "n"].tolist() == [2, 1, 3]
     assert table.loc["Tumour (T2)", "subjects"].tolist()[:2] == ["t1, t5", "t3"]
     assert "removed from the test split" in note and "public code" in note
+
+
+def test_dataset_note_is_printed_under_its_tables(tmp_path, captions):
+    from brainuad.reporting.report import result_table
+
+    tsv = tmp_path / "main.tsv"
+    pd.DataFrame([{"row": "AE", "dataset_label": "MS (T2)", "metric": "dice", "mean": 0.02, "std": 0.01,
+                   "n_folds": 2, "note": ""}]).to_csv(tsv, sep="\t", index=False)
+    spec = {"metrics": ["dice"], "datasets": ["ms"], "title": "Main"}
+    _, _, note = result_table(tsv, spec, captions, {"ms": {"label": "MS (T2)", "note": "at chance because X."}})
+    assert "MS (T2): at chance because X." in " ".join(note.split())
+    _, _, plain = result_table(tsv, spec, captions, {"ms": {"label": "MS (T2)"}})
+    assert "at chance" not in plain

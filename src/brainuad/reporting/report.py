@@ -61,11 +61,17 @@ def stats_note(long: pd.DataFrame) -> str:
             f"{long['test'].dropna().iloc[0]}. p-values and 95 % bootstrap CIs over subjects are in the table's TSV.")
 
 
-def result_table(tsv: str | Path, spec: dict, captions: dict) -> tuple[str, pd.DataFrame, str]:
-    """(title, display table, note) of one configured table from its long TSV."""
+def result_table(tsv: str | Path, spec: dict, captions: dict,
+                 datasets: dict | None = None) -> tuple[str, pd.DataFrame, str]:
+    """(title, display table, note) of one configured table from its long TSV; the ``note`` of every dataset of
+    the table (config ``datasets.<name>.note``) is appended to the table's note."""
     name = Path(tsv).stem
     long = pd.read_csv(tsv, sep="\t")
     note = captions["table"].format(n_folds=long["n_folds"].max(), metrics=", ".join(spec["metrics"]), name=name)
+    for ds in spec.get("datasets", []):
+        entry = (datasets or {}).get(ds, {})
+        if entry.get("note"):
+            note += f" {entry.get('label', ds)}: {entry['note']}"
     return spec.get("title", name), wide(long), textwrap.fill(note + stats_note(long) + backbone_note(long), NOTE_WIDTH)
 
 
@@ -275,7 +281,7 @@ def write_report(path: str | Path, *, captions, tables, inference, figures, qc_t
     published_by_name = {Path(p).stem: p for p in published}
     for tsv in tables:
         spec = table_specs[Path(tsv).stem]
-        table_pages.append(result_table(tsv, spec, caps))
+        table_pages.append(result_table(tsv, spec, caps, datasets))
         ci_page = ci_table(tsv, spec)
         if ci_page:
             table_pages.append(ci_page)
