@@ -64,5 +64,5 @@ def test_training_curves_leave_out_the_inf_validation_of_a_first_gan_stage(tmp_p
     monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
     training_curves({"healthy/fanogan/default/fold-0": log}, tmp_path / "curves.png")
     val = [d for d in drawn if d[2] and d[2].endswith("(val)")]
-    assert val == [([3, 4], [0.25, 0.2], "fanogan/default/fold-0 (val)")]
+    assert val == [([3, 4], [0.25, 0.2], "fold-0 (val)")]
     assert (tmp_path / "curves.png").stat().st_size > 0

@@ -112,8 +112,8 @@ def _histogram_panel(ax, hist: dict | None) -> None:
     ax.legend(fontsize=5, loc="upper left", frameon=False)
 
 
-def training_curves(logs: dict[str, str | Path], path: str | Path, smooth: int = 10) -> None:
-    """Training (running mean) and validation loss per model and fold.
+def training_curves(logs: dict[str, str | Path], path: str | Path, smooth: int = 10, ncols: int = 4) -> None:
+    """Training (running mean) and validation loss: one panel per trained model, one colour per fold.
 
     Parameters
     ----------
@@ -122,29 +122,44 @@ def training_curves(logs: dict[str, str | Path], path: str | Path, smooth: int =
     path : output image file
     smooth : int
         Window of the running mean of the training loss.
+    ncols : int
+        Panels per row; a study with many models gets more rows (the report splits a tall figure between
+        rows of panels), so every legend stays inside its panel.
     """
-    groups: dict[str, list[tuple[str, pd.DataFrame]]] = {}
+    panels: dict[str, list[tuple[str, pd.DataFrame]]] = {}
     for key, f in sorted(logs.items()):
-        trainset, rest = key.split("/", 1)
-        groups.setdefault(trainset, []).append((rest, pd.read_csv(f, sep="\t")))
-    n = max(len(groups), 1)
-    fig, axes = plt.subplots(1, n, figsize=(5.0 * n, 3.6), squeeze=False)
+        head, fold = key.rsplit("/", 1)
+        trainset, model, run = head.split("/", 2)
+        title = f"{model}" + ("" if run == "default" else f" ({run})") + f" on {trainset}"
+        panels.setdefault(title, []).append((fold, pd.read_csv(f, sep="\t")))
+    n = max(len(panels), 1)
+    cols = min(ncols, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.5 * rows), squeeze=False)
     cmap = plt.get_cmap("tab10")
-    for ax, (trainset, items) in zip(axes[0], groups.items()):
-        models = sorted({k.split("/")[0] for k, _ in items})
-        for key, df in items:
-            color = cmap(models.index(key.split("/")[0]) % 10)
+    for ax, (title, items) in zip(axes.flat, panels.items()):
+        for i, (fold, df) in enumerate(items):
+            color = cmap(i % 10)
             ax.plot(df["step"], df["loss"].rolling(smooth, min_periods=1).mean(), color=color, alpha=0.5, lw=0.8)
             # +inf = no checkpoint selectable yet (the first stage of a staged GAN model): not drawn
             val = df.assign(val_loss=pd.to_numeric(df["val_loss"], errors="coerce").replace([np.inf, -np.inf], np.nan)
                             ).dropna(subset=["val_loss"])
-            ax.plot(val["step"], val["val_loss"], "o-", color=color, ms=3, lw=1.2, label=f"{key} (val)")
-        ax.set_title(f"trained on {trainset}", fontsize=9)
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss")
-        ax.set_yscale("log")
-        ax.legend(fontsize=6)
-    if not groups:
+            ax.plot(val["step"], val["val_loss"], "o-", color=color, ms=3, lw=1.2, label=f"{fold} (val)")
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("step", fontsize=7)
+        ax.set_ylabel("loss", fontsize=7)
+        ax.tick_params(labelsize=6)
+        losses = pd.to_numeric(pd.concat([df["loss"] for _, df in items]), errors="coerce").dropna()
+        if losses.empty:  # a closed-form model (the covariance model) is fitted without gradient steps
+            ax.text(0.5, 0.5, "fitted in closed form:\nno loss curve", ha="center", va="center", fontsize=7,
+                    transform=ax.transAxes)
+            continue
+        if (losses > 0).all():
+            ax.set_yscale("log")
+        ax.legend(fontsize=5)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    if not panels:
         axes[0][0].text(0.5, 0.5, "no trainable models", ha="center")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
