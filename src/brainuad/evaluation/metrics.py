@@ -121,6 +121,25 @@ def roc_auc(labels, scores) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+def _pooled_voxels(maps, segs, masks) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per-volume (scores, labels) of the voxels inside each mask (every voxel without masks), shapes checked."""
+    if len(maps) != len(segs) or (masks is not None and len(masks) != len(maps)):
+        raise ValueError("maps, segs (and masks) must have the same length")
+    scores, labels = [], []
+    for i, (a, s) in enumerate(zip(maps, segs)):
+        m = None if masks is None else masks[i]
+        _check_shapes(amap=a, seg=s, **({} if m is None else {"mask": m}))
+        a, s = np.asarray(a), as_bool(s)
+        if m is None:
+            scores.append(a.ravel())
+            labels.append(s.ravel())
+        else:
+            m = as_bool(m)
+            scores.append(a[m])
+            labels.append(s[m])
+    return scores, labels
+
+
 def pooled_auroc(maps: Sequence, segs: Sequence, masks: Sequence | None = None) -> float:
     """AUROC over the brain voxels of all subjects taken together (as :func:`pooled_auprc`).
 
@@ -136,20 +155,7 @@ def pooled_auroc(maps: Sequence, segs: Sequence, masks: Sequence | None = None) 
     float
         :func:`roc_auc`; NaN without lesion voxels or without healthy voxels.
     """
-    if len(maps) != len(segs) or (masks is not None and len(masks) != len(maps)):
-        raise ValueError("maps, segs (and masks) must have the same length")
-    scores, labels = [], []
-    for i, (a, s) in enumerate(zip(maps, segs)):
-        m = None if masks is None else masks[i]
-        _check_shapes(amap=a, seg=s, **({} if m is None else {"mask": m}))
-        a, s = np.asarray(a), as_bool(s)
-        if m is None:
-            scores.append(a.ravel())
-            labels.append(s.ravel())
-        else:
-            m = as_bool(m)
-            scores.append(a[m])
-            labels.append(s[m])
+    scores, labels = _pooled_voxels(maps, segs, masks)
     if not labels:
         return float("nan")
     return roc_auc(np.concatenate(labels), np.concatenate(scores))
@@ -230,20 +236,7 @@ def pooled_auprc(maps: Sequence, segs: Sequence, masks: Sequence | None = None) 
     float
         NaN when no lesion voxel lies in any mask.
     """
-    if len(maps) != len(segs) or (masks is not None and len(masks) != len(maps)):
-        raise ValueError("maps, segs (and masks) must have the same length")
-    scores, labels = [], []
-    for i, (a, s) in enumerate(zip(maps, segs)):
-        m = None if masks is None else masks[i]
-        _check_shapes(amap=a, seg=s, **({} if m is None else {"mask": m}))
-        a, s = np.asarray(a), as_bool(s)
-        if m is None:
-            scores.append(a.ravel())
-            labels.append(s.ravel())
-        else:
-            m = as_bool(m)
-            scores.append(a[m])
-            labels.append(s[m])
+    scores, labels = _pooled_voxels(maps, segs, masks)
     y = np.concatenate(labels) if labels else np.zeros(0, bool)
     if not y.any():
         return float("nan")
