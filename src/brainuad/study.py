@@ -619,8 +619,8 @@ class Study:
 
     def viewer_map_dirs(self) -> list[str]:
         """Folders of the ``viewer_maps`` rule (target ``all_maps``): config ``viewer_maps`` -- every (model,
-        run, scoring) row of its tables (every table when ``tables`` is null) on their pathology datasets,
-        at its folds."""
+        run, scoring) row of its tables (every table when ``tables`` is null) on their pathology datasets
+        (synthetic-anomaly sets left out: no raw scan holds their anomalies), at its folds."""
         spec = self.config.get("viewer_maps") or {}
         tables = spec.get("tables") or list(self.tables)
         unknown = [t for t in tables if t not in self.tables]
@@ -633,7 +633,8 @@ class Study:
         for name in tables:
             for row in self.table_rows[name]:
                 for ds in self.tables[name]["datasets"]:
-                    if self.datasets[ds]["role"] == "healthy":
+                    # synthetic-anomaly sets have no raw scan that shows their anomalies: no viewer maps
+                    if self.datasets[ds]["role"] == "healthy" or ds in self.synthetic_datasets:
                         continue
                     for fold in spec.get("folds", [0]):
                         dirs.add(paths.fill(paths.VIEWER_MAPS, trainset=self.trainset_of(ds), model=row["model"],

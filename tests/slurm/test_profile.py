@@ -28,11 +28,12 @@ CPU_PARTITION = DEFAULTS["slurm_partition"]
 
 
 def rule_resources() -> dict[str, str]:
-    """{rule: text of its resources: block} for every rule in workflow/rules/*.smk."""
+    """{rule: text of its resources: block} for every named rule in workflow/rules/*.smk (also those defined
+    inside an ``if`` of the config, e.g. ``reconstruct`` under ``jobs.reconstruct: per_dataset``)."""
     out = {}
     for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
         text = smk.read_text()
-        heads = list(re.finditer(r"^(?:rule|checkpoint)\s+(\w+)\s*:", text, re.M))
+        heads = list(re.finditer(r"^[ \t]*(?:rule|checkpoint)\s+(\w+)\s*:", text, re.M))
         for i, head in enumerate(heads):
             block = text[head.end(): heads[i + 1].start() if i + 1 < len(heads) else len(text)]
             m = re.search(r"^\s+resources:\s*\n((?:\s{8,}.*\n)+)", block, re.M)

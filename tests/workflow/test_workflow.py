@@ -385,8 +385,9 @@ def test_viewer_maps_overlay_the_raw_scans(smoke_run):
     workdir, _ = smoke_run
     assert "viewer_maps" not in snakemake(workdir, "-n", "all_tables").stdout
     planned = job_counts(snakemake(workdir, "-n", "all_maps").stdout)
-    # fold 0 of every table row on its pathology sets: segmentation 3 rows x 2 sets, diffusion 3 x 1, volumes 1 x 1
-    assert planned.get("viewer_maps") == 3 * 2 + 3 + 1
+    # fold 0 of every distinct (model, run, scoring) row on its tables' pathology sets: segmentation 3 rows x 2 sets,
+    # diffusion 3 x 1, volumes 1 x 1, sadm 3 rows x 2 sets; detection / no_postprocessing repeat segmentation's AE
+    assert planned.get("viewer_maps") == 3 * 2 + 3 + 1 + 3 * 2
     target = "results/maps/healthy_t2/ae/default/fold-0/tumour_t2/l1"
     snakemake(workdir, "--cores", "2", target)
     index = pd.read_csv(workdir / target / "index.tsv", sep="\t")
