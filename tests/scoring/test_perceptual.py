@@ -12,24 +12,7 @@ from brainuad.models.backbones import BackboneNotConfigured
 from brainuad.scoring import score
 from brainuad.scoring.ssim import gaussian_filter
 
-CONVS = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
-SHAPES = [(64, 3), (64, 64), (128, 64), (128, 128), (256, 128), (256, 256), (256, 256), (512, 256), (512, 512),
-          (512, 512), (512, 512), (512, 512), (512, 512)]
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    """A VGG16 + LPIPS-calibration file in the lpips package layout, random weights."""
-    g = torch.Generator().manual_seed(0)
-    state = {}
-    for i, (cout, cin) in zip(CONVS, SHAPES):
-        state[f"features.{i}.weight"] = torch.randn(cout, cin, 3, 3, generator=g) * (2 / (9 * cin)) ** 0.5
-        state[f"features.{i}.bias"] = torch.zeros(cout)
-    for k, c in enumerate([64, 128, 256, 512, 512]):
-        state[f"lin{k}.model.1.weight"] = torch.rand(1, c, 1, 1, generator=g)
-    path = tmp_path_factory.mktemp("w") / "lpips_vgg.pth"
-    torch.save(state, path)
-    return path
+# the LPIPS weights file: fixture `weights` in tests/conftest.py
 
 
 def _spatial_lpips(net: LPIPS, a, b):
