@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_planning import SNAKEMAKE, THESIS_COUNTS, fake_manifests  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-GPU_RULES = ("pretrain_encoder", "train", "reconstruct")
+GPU_RULES = ("pretrain_encoder", "train", "train_stage2", "reconstruct")
 SLICES = 50  # per volume (method-spec §1.3.1)
 JOB = re.compile(r"^(?:local)?rule (\w+):$")
 WILDCARDS = re.compile(r"^\s+wildcards: (.*)$")
@@ -114,32 +114,69 @@ def thesis_volumes(config: dict, dataset: str) -> int:
 
 
 def forward_gflops(arch: str, hparams: dict, cache: dict) -> float:
-    """Forward GFLOPs of one 96 x 96 image (a volume model: one SLICES x 96 x 96 volume) through the model's
-    network (counted on meta tensors)."""
+    """Forward GFLOPs of one 96 x 96 image (a volume model: one SLICES x 96 x 96 volume) through the model.
+
+    Counted with ``torch.utils.flop_counter`` on two images (batch norm in training mode needs more than
+    one; the count is halved): a diffusion model's Unet call, else the training loss (the networks the
+    loss runs: a GAN's generator and critic, DRAEM's two networks), on meta tensors and, where the loss
+    reads a value back (``.item()``), on random CPU images; where the loss cannot be counted (autograd
+    inside the loss: f-AnoGAN's gradient penalty) the model's forward pass. Learning-free models and
+    fitted statistics (``thresh``, the covariance model: no ``loss``) count 0. The way used per arch
+    is in ``COUNTED_BY``.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from brainuad.models import INIT_ONLY, build
+    from brainuad.models import INIT_ONLY, build, model_class
 
     hp = {k: v for k, v in hparams.items() if k not in INIT_ONLY and k != "pretrained_encoder"}
     hp.setdefault("image_size", [SLICES, 96, 96] if volume_model(arch) else [96, 96])
+    if "stage1_hparams" in hp:  # SADM Stage II: its Stage I model sees the same slices
+        hp["stage1_hparams"] = {"image_size": hp["image_size"], **hp["stage1_hparams"]}
     key = (arch, json.dumps(hp, sort_keys=True))
     if key in cache:
         return cache[key]
-    if arch == "thresh":
+    if arch == "thresh" or not hasattr(model_class(arch), "loss"):
+        COUNTED_BY[arch] = "no network (0)"
         cache[key] = 0.0
         return 0.0
-    with torch.device("meta"):
-        model = build(arch, **hp)
-        x = torch.zeros(1, 1, *hp["image_size"])
-        with FlopCounterMode(display=False) as fc:
-            if hasattr(model, "denoise"):
-                model.denoise(x, torch.zeros(1, dtype=torch.long), model.context(x))
-            elif arch == "dae":  # its loss draws a random roll (.item(), impossible on meta): the network pass
-                model(x)
-            else:
-                model.loss(x)
-    cache[key] = fc.get_total_flops() / 1e9
-    return cache[key]
+
+    def count(device: str, way: str) -> float:
+        torch.manual_seed(0)
+        with torch.device(device):
+            model = build(arch, **hp)
+            shape = (2, channels, *hp["image_size"])
+            x = torch.rand(shape) if device == "cpu" else torch.zeros(shape)
+            if way == "loss" and channels == len(sadm.CHANNELS):  # Stage II: image, brain mask (all 1), label
+                x[:, 1] = 1.0
+            with FlopCounterMode(display=False) as fc:
+                if way == "denoise":
+                    model.denoise(x, torch.zeros(2, dtype=torch.long), model.context(x))
+                elif way == "loss":
+                    model.loss(x)
+                else:
+                    model(x)
+        return fc.get_total_flops() / 2
+
+    from brainuad.models import sadm
+
+    # SADM Stage II trains on (image, brain mask, label) stacks; its loss runs the frozen Stage I too
+    channels = len(sadm.CHANNELS) if issubclass(model_class(arch), sadm.StageTwo) else 1
+    ways = ["denoise"] if hasattr(model_class(arch), "denoise") else ["forward"] if arch == "dae" else ["loss", "forward"]
+    errors = []
+    for way in ways:  # dae: its loss draws a random roll; the network pass is its work
+        for device in ("meta", "cpu"):
+            try:
+                flops = count(device, way)
+            except Exception as err:  # noqa: BLE001 - the next way; all failing raises below
+                errors.append(f"{way} on {device}: {type(err).__name__}: {str(err)[:120]}")
+                continue
+            COUNTED_BY[arch] = f"{way} ({device})"
+            cache[key] = flops / 1e9
+            return cache[key]
+    raise RuntimeError(f"cannot count the FLOPs of {arch!r}: " + "; ".join(errors))
+
+
+COUNTED_BY: dict[str, str] = {}
 
 
 def volume_model(arch: str) -> bool:
@@ -205,12 +242,18 @@ def job_seconds(job: dict, study, config: dict, rates: Rates) -> tuple[float, st
     entry = study.model_entry(model, run)
     arch = entry["arch"]
     hparams = study.model_hparams(model, run)
+    if entry.get("stage2"):  # SADM Stage II: the frozen Stage I model runs inside its loss and reconstruction
+        from brainuad.training.stage2 import stage2_hparams
+
+        hparams = stage2_hparams(hparams, study.stage1_params(model), study.stage2_data(model)["kind"], None)
     ref = None
     if rates.measured:  # FLOPs of the thesis-size model the rates were measured with
         ref = forward_gflops(arch, THESIS_SIZE.get(arch, hparams), rates.cache)
     gf = forward_gflops(arch, hparams, rates.cache)
-    if job["rule"] == "train":
+    if job["rule"] in ("train", "train_stage2"):
         s = study.train_settings(model, run, fold)
+        if "max_steps" not in s:  # a fitted statistic (CM: one pass over the training set, no optimiser steps)
+            return 0.0, arch
         steps, batch = s["max_steps"], s.get("batch_size", 32)
         vals = steps // s.get("val_every", 100) + 1
         val_images = vals * s.get("val_max_slices", 512)
@@ -344,7 +387,7 @@ def main() -> None:
     for job in jobs:  # dependencies: pretrain -> train -> reconstruct of the same weights
         jid = "/".join(job.get(k, "") for k in ("rule", "trainset", "model", "run", "fold", "dataset"))
         key = "/".join(job.get(k, "") for k in ("trainset", "model", "run", "fold"))
-        if job["rule"] == "train":
+        if job["rule"] in ("train", "train_stage2"):
             deps[jid] += [p for p in (f"pretrain_encoder/{key}/",) if p in ids]
         elif job["rule"] == "reconstruct":
             s = study

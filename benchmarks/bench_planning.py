@@ -50,9 +50,14 @@ def dry_run(workdir: Path, configfile: Path, *extra: str, root: Path = ROOT) -> 
 
 
 def fake_manifests(workdir: Path, config: dict) -> int:
-    """Raw folders + manifests with thesis subject counts; the raw "images" are empty files."""
+    """Raw folders + manifests with thesis subject counts; the raw "images" are empty files.
+
+    Synthetic datasets (a ``synthetic:`` block, rule synthesize) have no raw folder or manifest.
+    """
     tables = {}
     for name, ds in config["datasets"].items():
+        if "synthetic" in ds:
+            continue
         n = THESIS_COUNTS.get(name.split("_")[0], 100)
         raw = workdir / "results" / "raw" / ds["source"] / ds["cohort"]
         raw.mkdir(parents=True, exist_ok=True)
