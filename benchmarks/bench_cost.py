@@ -257,7 +257,9 @@ def job_seconds(job: dict, study, config: dict, rates: Rates) -> tuple[float, st
         steps, batch = s["max_steps"], s.get("batch_size", 32)
         vals = steps // s.get("val_every", 100) + 1
         val_images = vals * s.get("val_max_slices", 512)
-        step = rates.train_step(arch, gf, batch, ref)
+        frozen = frozen_stage1_gflops(study, model, rates) if job["rule"] == "train_stage2" else 0.0
+        step = rates.train_step(arch, max(gf - frozen, 0.0), batch, ref)
+        step += frozen * 1e9 * batch / rates.eff_flops(True)  # the frozen Stage I: forward only, no backward
         return steps * step + val_images * step / (3 * batch), arch
     if job["rule"] == "pretrain_encoder":
         s = study.pretrain_settings(model, run, fold)
@@ -284,6 +286,16 @@ def job_seconds(job: dict, study, config: dict, rates: Rates) -> tuple[float, st
     per_volume = 1 if volume_model(arch) else SLICES  # volume models: one pass per volume
     passes = thesis_volumes(config, job["dataset"]) * per_volume * samples * n_levels * positions
     return passes * rates.recon_pass(arch, gf, ref), arch
+
+
+def frozen_stage1_gflops(study, model: str, rates: Rates) -> float:
+    """Forward GFLOPs per image of the frozen Stage I model inside a SADM Stage II training step: one Unet
+    call per noise level (ENS: each level), run without gradients (counted once, not as 3 x forward)."""
+    stage1 = study.stage1_params(model)
+    levels = stage1.get("noise_level")
+    n_levels = len(levels) if isinstance(levels, list) else 1
+    hp = {"image_size": [96, 96], **stage1["hparams"]}
+    return forward_gflops(stage1["arch"], hp, rates.cache) * n_levels
 
 
 THESIS_SIZE = {"ae": {"channels": [32, 64, 128, 128], "latent_dim": 128},
