@@ -284,6 +284,62 @@ def test_recon_groups_cover_every_planned_reconstruction_once():
     assert study().recon_group_rule("healthy_t2", "cddpm", "t_test~250") == "reconstruct__healthy_t2__cddpm__t_test_250"
 
 
+def test_train_groups_cover_every_planned_model_file_once():
+    """config jobs.train per_model: the groups train every model.pt the smoke run reads exactly once -- the
+    tables' models, the latent sweep's retrained rows (not the rows that only change reconstruction), the
+    domain-shift model and SADM's Stage I -- each fold with the settings and inputs of its per-fold job."""
+    s = study()
+    assert s.train_jobs() == "per_fold" and study(lambda c: c.update(jobs={"train": "per_model"})).train_jobs() == "per_model"
+    expected = sorted(f"results/models/healthy_t2/{m}/{run}/fold-{f}/model.pt" for f in (0, 1) for m, run in [
+        ("ae", "default"), ("ae", "latent~4"), ("vae", "default"), ("vae", "latent~4"), ("anoddpm", "default"),
+        ("cddpm_ssl", "default"), ("vae3d", "default"), ("sadm_tumour", "default")])
+    assert s.model_files() == expected
+    groups = s.train_groups()
+    trained = [j["model"] for (rule, *_), jobs in groups.items() if rule != "pretrain_encoder" for j in jobs]
+    assert sorted(trained) == expected and len(set(trained)) == len(trained)
+    assert {key[0] for key in groups} == {"train", "train_stage2", "pretrain_encoder"}
+    assert s.train_groups("train_stage2").keys() == {("train_stage2", "healthy_t2", "sadm_tumour", "default")}
+    ae = groups[("train", "healthy_t2", "ae", "latent~4")]
+    assert [j["fold"] for j in ae] == [0, 1] and [j["settings"]["seed"] for j in ae] == [11, 12]
+    assert ae[1] == {"fold": 1, "model": "results/models/healthy_t2/ae/latent~4/fold-1/model.pt",
+                     "log": "results/models/healthy_t2/ae/latent~4/fold-1/train_log.tsv",
+                     "workdir": "work/train/healthy_t2/ae/latent~4/fold-1", "settings": s.train_settings("ae", "latent~4", 1),
+                     "volumes": "results/data/healthy_t2/volumes.npz", "splits": "results/splits/healthy_t2.json",
+                     "encoder": None}
+    cddpm = groups[("train", "healthy_t2", "cddpm_ssl", "default")]
+    encoders = groups[("pretrain_encoder", "healthy_t2", "cddpm_ssl", "default")]
+    assert [j["encoder"] for j in cddpm] == [j["encoder"] for j in encoders] == [
+        f"results/models/healthy_t2/cddpm_ssl/default/fold-{f}/encoder.pt" for f in (0, 1)]
+    assert encoders[0]["log"] == "results/models/healthy_t2/cddpm_ssl/default/fold-0/pretrain_log.tsv"
+    assert encoders[1]["workdir"] == "work/pretrain/healthy_t2/cddpm_ssl/default/fold-1"
+    assert encoders[1]["settings"] == s.pretrain_settings("cddpm_ssl", "default", 1)
+    sadm = groups[("train_stage2", "healthy_t2", "sadm_tumour", "default")]
+    assert [j["stage1"] for j in sadm] == [f"results/models/healthy_t2/cddpm_ssl/default/fold-{f}/model.pt" for f in (0, 1)]
+    assert sadm[0]["volumes"] == "results/data/tumour_t2/volumes.npz"  # its labelled training data
+    assert s.train_group_rule("train", "healthy_t2", "ae", "latent~4") == "train__healthy_t2__ae__latent_4"
+
+
+def test_train_groups_share_an_encoder_and_add_the_models_only_an_analysis_reads():
+    """A model with pretrain_from reads the other model's encoders (pre-trained once, in that model's group); a
+    model only the domain-shift analysis reads is trained at the analysis' fold only."""
+    def change(cfg):
+        cfg["models"]["rd"] = {"arch": "rd", "pretrain_from": "cddpm_ssl", "train": {"max_steps": 2, "batch_size": 4},
+                               "hparams": {"backbone": {"kind": "ssl", "channels": [4, 8], "blocks": [1, 1],
+                                                        "context_dim": 8}}}
+        cfg["tables"]["segmentation"]["rows"].append({"model": "rd", "scoring": "native"})
+        cfg["models"]["ae_shift"] = cfg["models"]["ae"]
+        cfg["report"]["domain_shift"]["models"].append("ae_shift")
+
+    s = study(change)
+    groups = s.train_groups()
+    assert [j["encoder"] for j in groups[("train", "healthy_t2", "rd", "default")]] == [
+        f"results/models/healthy_t2/cddpm_ssl/default/fold-{f}/encoder.pt" for f in (0, 1)]
+    assert [key for key in groups if key[0] == "pretrain_encoder"] == [("pretrain_encoder", "healthy_t2", "cddpm_ssl", "default")]
+    assert len(groups[("pretrain_encoder", "healthy_t2", "cddpm_ssl", "default")]) == 2
+    assert [j["model"] for j in groups[("train", "healthy_t2", "ae_shift", "default")]] == [
+        "results/models/healthy_t2/ae_shift/default/fold-0/model.pt"]
+
+
 # ---------------------------------------------------------------- paths
 
 

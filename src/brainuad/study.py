@@ -885,6 +885,77 @@ class Study:
                 "role": self.datasets[key["dataset"]]["role"]})
         return {key: sorted(jobs, key=lambda j: (j["fold"], j["dataset"])) for key, jobs in sorted(groups.items())}
 
+    def train_jobs(self) -> str:
+        """``jobs.train``: ``per_fold`` (one train / train_stage2 / pretrain_encoder job per trained fold, the
+        default) or ``per_model`` (one job per training set, model and run for all the folds the run needs)."""
+        return (self.config.get("jobs") or {}).get("train", "per_fold")
+
+    def model_files(self) -> list[str]:
+        """Every trained ``model.pt`` the run's targets read: the tables' rows (``all_models``, the training
+        curves), the weights of every reconstruction of :meth:`recon_files`, the domain-shift analysis and the
+        Stage I model of every Stage II model among them."""
+        files = set(self.all_model_files())
+        files |= {job["model_file"] for jobs in self.recon_groups().values() for job in jobs if job["model_file"]}
+        spec = self.config["report"].get("domain_shift")
+        if spec:
+            files |= {self.model_file(spec["trainset"], m, RUN, spec.get("fold", 0)) for m in spec["models"]} - {None}
+        for file in list(files):
+            key = paths.parse(paths.MODEL, file)
+            if self.is_stage2(key["model"]):
+                files.add(self.stage2_inputs(key["trainset"], key["model"], key["run"], key["fold"])["stage1"])
+        return sorted(files)
+
+    @staticmethod
+    def train_group_rule(rule: str, trainset: str, model: str, run: str) -> str:
+        """Name of a per-model training rule (``jobs.train: per_model``) of one model and run, a Python
+        identifier: ``<rule>__<trainset>__<model>__<run>``, ``rule`` one of ``train``, ``train_stage2``,
+        ``pretrain_encoder`` (``latent~4`` -> ``latent_4``)."""
+        return rule + "__" + "__".join(re.sub(r"\W", "_", part) for part in (trainset, model, run))
+
+    def train_groups(self, rule: str | None = None) -> dict[tuple[str, str, str, str], list[dict]]:
+        """The model files of :meth:`model_files` (and the encoders their training reads), grouped as the
+        ``per_model`` jobs train them.
+
+        Parameters
+        ----------
+        rule : {"train", "train_stage2", "pretrain_encoder"}, optional
+            Only that rule's groups (default: all).
+
+        Returns
+        -------
+        dict
+            ``(rule, trainset, model, run)`` -> one dict per fold, sorted by fold: ``fold``, the outputs and
+            workdir of the per-fold rule (``model`` + ``log``, or ``encoder`` + ``log`` for
+            ``pretrain_encoder``; ``workdir``), its ``settings`` (the fold's seed) and inputs: ``volumes``,
+            ``splits`` and ``encoder`` (None without pre-training) for ``train``; ``stage1``, ``volumes`` and
+            ``splits`` for ``train_stage2``; ``volumes`` and ``splits`` for ``pretrain_encoder``.
+        """
+        groups: dict[tuple[str, str, str, str], dict[int, dict]] = {}
+
+        def add(kind, key, job):
+            groups.setdefault((kind, key["trainset"], key["model"], key["run"]), {})[job["fold"]] = job
+
+        for file in self.model_files():
+            key = paths.parse(paths.MODEL, file)
+            trainset, model, run, fold = key["trainset"], key["model"], key["run"], int(key["fold"])
+            job = {"fold": fold, "model": file, "log": paths.fill(paths.TRAIN_LOG, **key),
+                   "workdir": paths.fill(paths.TRAIN_WORKDIR, **key), "settings": self.train_settings(model, run, fold)}
+            if self.is_stage2(model):
+                add("train_stage2", key, {**job, **self.stage2_inputs(trainset, model, run, fold)})
+                continue
+            data = {"volumes": paths.fill(paths.VOLUMES, dataset=trainset),
+                    "splits": paths.fill(paths.SPLITS, dataset=trainset)}
+            encoder = self.encoder_file(trainset, model, run, fold)
+            add("train", key, {**job, **data, "encoder": encoder})
+            if encoder:  # pretrain_from: one encoder shared by several models (dict by fold: once)
+                ekey = paths.parse(paths.ENCODER, encoder)
+                add("pretrain_encoder", ekey, {
+                    "fold": fold, "encoder": encoder, "log": paths.fill(paths.PRETRAIN_LOG, **ekey),
+                    "workdir": paths.fill(paths.PRETRAIN_WORKDIR, **ekey),
+                    "settings": self.pretrain_settings(ekey["model"], ekey["run"], fold), **data})
+        return {key: [jobs[f] for f in sorted(jobs)] for key, jobs in sorted(groups.items())
+                if rule is None or key[0] == rule}
+
     # ------------------------------------------------------------ cross-checks
     def check_config(self) -> None:
         """Cross-references the schema cannot express (datasets, sweeps, weights_from, report, tables)."""

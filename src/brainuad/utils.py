@@ -77,7 +77,8 @@ def dry_run_job_counts(output: str) -> dict[str, int]:
     """Jobs per rule from the first 'Job stats' table that ``snakemake -n`` prints (without the total).
 
     Rules named ``<rule>__<group>`` (the per-model reconstruct rules of config ``jobs.reconstruct:
-    per_model``) are counted under ``<rule>``.
+    per_model``, the per-model train / train_stage2 / pretrain_encoder rules of ``jobs.train: per_model``) are
+    counted under ``<rule>``.
     """
     import re
 

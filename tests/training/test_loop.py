@@ -104,3 +104,26 @@ def test_slurm_signal_saves_state_and_the_rerun_resumes_bit_identically(tmp_path
     a = torch.load(tmp_path / "a/model.pt", weights_only=False)["state_dict"]
     b = torch.load(tmp_path / "b/model.pt", weights_only=False)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_state_saved_on_other_data_of_the_same_shape_is_not_resumed(tmp_path):
+    """A rerun after the data changed (e.g. a new split with the same subject counts) trains from scratch on the new
+    data instead of resuming -- or, when the first run had finished, returning -- the state of the old data."""
+    from brainuad.training.loop import data_digest
+
+    old, new = _data(0), _data(1)
+    assert old.shape == new.shape and data_digest(old[:4], old[4:]) != data_digest(new[:4], new[4:])
+    assert data_digest(old[:4], old[4:]) == data_digest(old[:4].copy(), old[4:].copy())
+    assert data_digest(old[:4], old[4:]) != data_digest(old[:4].astype(np.float32), old[4:])
+    settings = TrainSettings(max_steps=6, batch_size=4, lr=1e-3, val_every=3, seed=5, checkpoint_every_s=1e9)
+    kw = dict(progress=False, device="cpu")
+    fit("vae", HP, old[:4], old[4:], settings, out_model=tmp_path / "a/model.pt", out_log=tmp_path / "a/log.tsv",
+        workdir=tmp_path / "a/work", **kw)  # finished on the old data
+    rerun = fit("vae", HP, new[:4], new[4:], settings, out_model=tmp_path / "a/model.pt", out_log=tmp_path / "a/log.tsv",
+                workdir=tmp_path / "a/work", **kw)
+    fresh = fit("vae", HP, new[:4], new[4:], settings, out_model=tmp_path / "b/model.pt", out_log=tmp_path / "b/log.tsv",
+                workdir=tmp_path / "b/work", **kw)
+    assert rerun == fresh
+    a = torch.load(tmp_path / "a/model.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "b/model.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -21,10 +21,11 @@ from brainuad.utils import dry_run_job_counts
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE_FILE = ROOT / "tests" / "smoke" / "config.yaml"
-# The smoke config with the demo's job granularity (config/config.yaml: jobs.reconstruct per_model), so the
-# rerun checks below hold for the per-model reconstruct jobs; tests/slurm runs the default (per_dataset).
+# The smoke config with the demo's job granularity (config/config.yaml: jobs.reconstruct and jobs.train per_model),
+# so the rerun checks below hold for the per-model jobs; tests/slurm runs the defaults (per_dataset, per_fold).
 SMOKE = Path(tempfile.mkdtemp(prefix="brainuad-smoke-")) / "config.yaml"
-SMOKE.write_text(yaml.safe_dump({**yaml.safe_load(SMOKE_FILE.read_text()), "jobs": {"reconstruct": "per_model"}}))
+SMOKE.write_text(yaml.safe_dump({**yaml.safe_load(SMOKE_FILE.read_text()),
+                                 "jobs": {"reconstruct": "per_model", "train": "per_model"}}))
 atexit.register(shutil.rmtree, SMOKE.parent, True)
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
@@ -159,7 +160,8 @@ def test_editing_one_sweep_row_reruns_only_that_row(smoke_run, tmp_path):
 
     out = snakemake(workdir, "-n", "all_sweeps", config=_variant(tmp_path, change)).stdout
     counts = job_counts(out)
-    assert counts.get("train") == 4, counts  # 2 models x 2 folds of the new row only
+    assert counts.get("train") == 2, counts  # 2 models (per-model jobs: each trains both folds) of the new row only
+    assert len(_train_outputs(out)) == 2 * 2 * 2  # model.pt + train_log.tsv of 2 models x 2 folds
     assert "latent~4" not in "".join(line for line in out.splitlines() if line.strip().startswith("output:"))
     assert set(counts) <= {"train", "reconstruct", "score", "evaluate", "sweep_figure", "all_sweeps"}, counts
 
@@ -322,6 +324,15 @@ def _recon_outputs(out: str) -> list[str]:
     return sorted(files)
 
 
+def _train_outputs(out: str) -> list[str]:
+    """Files under results/models/ of the planned jobs (model.pt, train_log.tsv, encoder.pt, pretrain_log.tsv)."""
+    files = []
+    for line in out.splitlines():
+        if line.strip().startswith("output:"):
+            files += [f.strip() for f in line.split(":", 1)[1].split(",") if "results/models/" in f]
+    return sorted(files)
+
+
 def test_per_model_reconstruct_jobs_plan_the_per_dataset_files(tmp_path):
     """config jobs.reconstruct: per_model writes exactly the files of the per-dataset jobs, one job per
     (trainset, model, run) instead of one per fold and dataset."""
@@ -334,6 +345,56 @@ def test_per_model_reconstruct_jobs_plan_the_per_dataset_files(tmp_path):
     assert job_counts(per_dataset)["reconstruct"] == len(files)
     assert job_counts(per_model)["reconstruct"] == len(groups)
     assert len(re.findall(r"^\s*rule reconstruct__healthy_t2__anoddpm_ens__default:", per_model, re.M)) == 1
+
+
+def test_per_model_train_jobs_plan_the_per_fold_files(tmp_path):
+    """config jobs.train: per_model writes exactly the files of the per-fold train, train_stage2 and
+    pretrain_encoder jobs, one job per (trainset, model, run) instead of one per fold."""
+    per_fold = snakemake(tmp_path, "-n", "all_tables", config=SMOKE_FILE).stdout
+    per_model = snakemake(tmp_path, "-n", "all_tables").stdout
+    files = _train_outputs(per_fold)
+    assert files and _train_outputs(per_model) == files and len(set(files)) == len(files)
+    for rule, name in (("train", "model.pt"), ("train_stage2", "model.pt"), ("pretrain_encoder", "encoder.pt")):
+        fold_jobs, model_jobs = job_counts(per_fold)[rule], job_counts(per_model)[rule]
+        assert model_jobs < fold_jobs, (rule, model_jobs, fold_jobs)
+        assert not re.search(rf"^\s*rule {rule}:", per_model, re.M)  # every file from a per-model rule
+    # models: {ae, vae} x {default, latent~4}, anoddpm, cddpm_ssl, vae3d -> train; sadm_tumour -> train_stage2
+    assert (job_counts(per_fold)["train"], job_counts(per_model)["train"]) == (14, 7)
+    assert (job_counts(per_fold)["train_stage2"], job_counts(per_model)["train_stage2"]) == (2, 1)
+    assert len(re.findall(r"^\s*rule train__healthy_t2__ae__latent_4:", per_model, re.M)) == 1
+
+
+def test_per_model_train_keeps_the_per_fold_rule_for_files_outside_every_group(tmp_path):
+    """ruleorder: a model file of a group comes from the group's rule (all its folds); a model file no target
+    of the config reads (here a model in no table) still has a producer, the per-fold rule."""
+    def change(cfg):
+        cfg["models"]["ae_extra"] = cfg["models"]["ae"]
+
+    config = _variant(tmp_path, change)
+    grouped = snakemake(tmp_path, "-n", "results/models/healthy_t2/ae/default/fold-1/model.pt", config=config).stdout
+    assert job_counts(grouped).get("train") == 1 and re.search(r"^\s*rule train__healthy_t2__ae__default:", grouped, re.M)
+    assert _train_outputs(grouped) == [f"results/models/healthy_t2/ae/default/fold-{f}/{name}"
+                                       for f in (0, 1) for name in ("model.pt", "train_log.tsv")]
+    alone = snakemake(tmp_path, "-n", "results/models/healthy_t2/ae_extra/default/fold-1/model.pt", config=config).stdout
+    assert job_counts(alone).get("train") == 1 and re.search(r"^\s*rule train:", alone, re.M)
+    assert _train_outputs(alone) == ["results/models/healthy_t2/ae_extra/default/fold-1/model.pt",
+                                     "results/models/healthy_t2/ae_extra/default/fold-1/train_log.tsv"]
+
+
+def test_per_model_train_hparams_rerun_only_that_model(smoke_run, tmp_path):
+    """A hyper-parameter of one model retrains that model's one per-model job (both folds) and what reads it; no
+    other model is retrained."""
+    workdir, _ = smoke_run
+
+    def change(cfg):
+        cfg["models"]["vae3d"]["hparams"]["latent_dim"] = 4
+
+    out = snakemake(workdir, "-n", "all_tables", config=_variant(tmp_path, change)).stdout
+    counts = job_counts(out)
+    assert counts.get("train") == 1, counts
+    assert _train_outputs(out) == [f"results/models/healthy_t2/vae3d/default/fold-{f}/{name}"
+                                   for f in (0, 1) for name in ("model.pt", "train_log.tsv")]
+    assert not {"train_stage2", "pretrain_encoder", "preprocess", "make_phantom", "pack"} & set(counts), counts
 
 
 def test_per_model_reconstruct_setting_reruns_only_that_model(smoke_run, tmp_path):
@@ -374,7 +435,7 @@ def test_sadm_beta_reruns_only_scoring_and_stage1_change_reruns_stage2(smoke_run
         cfg["models"]["cddpm_ssl"]["train"]["max_steps"] = 2
 
     counts = job_counts(snakemake(workdir, "-n", "all_tables", config=_variant(tmp_path, stage1)).stdout)
-    assert counts.get("train_stage2") == 2, counts  # both folds
+    assert counts.get("train_stage2") == 1, counts  # one per-model job for both folds
 
 
 def test_viewer_maps_overlay_the_raw_scans(smoke_run):

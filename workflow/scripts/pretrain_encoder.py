@@ -1,21 +1,18 @@
-"""Self-supervised masked-image-modelling pre-training of a cDDPM encoder on the fold's healthy training split."""
+"""Self-supervised masked-image-modelling pre-training of a cDDPM encoder on the fold's healthy training split
+(rule pretrain_encoder), or on every fold the run needs (the per-model rules of config ``jobs.train: per_model``)."""
 
 import torch
 
-from brainuad.data.pack import fold_volumes
-from brainuad.models import model_class
-from brainuad.training.pretrain import pretrain_encoder
+from brainuad.training.jobs import pretrain_jobs, stopped
 from brainuad.utils import log_to
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)  # the rule's threads (CPU runs: jobs in parallel, not oversubscribed)
-wc = snakemake.wildcards
-train, val = fold_volumes(snakemake.input.volumes, snakemake.input.splits, wc.fold)
-encoder_hparams = model_class(snakemake.params.arch).encoder_hparams(snakemake.params.hparams)
-workdir = snakemake.params.workdir  # resumable state, like train's
-result = pretrain_encoder(train, val, encoder_hparams=encoder_hparams, device=snakemake.params.device,
-                          out_path=snakemake.output.encoder, out_log=snakemake.output.log, workdir=workdir,
-                          **snakemake.params.settings)
-log.info("encoder pre-training %s (encoder %s)", result, encoder_hparams)
-if result["status"] != "done":
-    raise SystemExit(f"pre-training stopped at step {result['step']} (signal); rerun to resume from {workdir}")
+params, wc = snakemake.params, snakemake.wildcards
+jobs = params.jobs if hasattr(params, "jobs") else [
+    {"fold": int(wc.fold), "settings": params.settings, "volumes": snakemake.input.volumes,
+     "splits": snakemake.input.splits, "encoder": snakemake.output.encoder, "log": snakemake.output.log,
+     "workdir": params.workdir}]  # workdir: resumable state, like train's
+message = stopped(pretrain_jobs(jobs, arch=params.arch, hparams=params.hparams, device=params.device, log=log))
+if message:
+    raise SystemExit(message)

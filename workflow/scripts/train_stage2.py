@@ -1,21 +1,19 @@
-"""Train a SADM Stage II segmentation Unet on top of the frozen Stage I model of the same fold."""
+"""Train a SADM Stage II segmentation Unet on top of the frozen Stage I model of the same fold (rule train_stage2),
+or of every fold the run needs (the per-model rules of config ``jobs.train: per_model``, params.jobs)."""
 
 import torch
 
-from brainuad.training import TrainSettings, fit
-from brainuad.training.stage2 import stage1_spec, stage2_data, stage2_hparams
+from brainuad.training.jobs import stopped, train_stage2_jobs
 from brainuad.utils import log_to
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
-p = snakemake.params
-train, val = stage2_data(p.data["kind"], snakemake.input.volumes, snakemake.input.splits, snakemake.wildcards.fold)
-stage1 = stage1_spec(snakemake.input.stage1, p.stage1["noise_level"])
-hparams = stage2_hparams(p.hparams, stage1, p.data["kind"], snakemake.input.stage1)
-log.info("Stage II %s on %s data (%s): %d training / %d validation volumes", p.arch, p.data["kind"],
-         p.data["dataset"], len(train), len(val))
-result = fit(p.arch, hparams, train, val, TrainSettings(**p.settings), out_model=snakemake.output.model,
-             out_log=snakemake.output.log, workdir=p.workdir, device=p.device)
-log.info("training %s", result)
-if result["status"] != "done":
-    raise SystemExit(f"training stopped at step {result['step']} (signal); rerun to resume from {p.workdir}")
+params, wc = snakemake.params, snakemake.wildcards
+jobs = params.jobs if hasattr(params, "jobs") else [
+    {"fold": int(wc.fold), "settings": params.settings, "stage1": snakemake.input.stage1,
+     "volumes": snakemake.input.volumes, "splits": snakemake.input.splits, "model": snakemake.output.model,
+     "log": snakemake.output.log, "workdir": params.workdir}]
+message = stopped(train_stage2_jobs(jobs, arch=params.arch, hparams=params.hparams, stage1=params.stage1,
+                                    data=params.data, device=params.device, log=log))
+if message:
+    raise SystemExit(message)
