@@ -19,6 +19,8 @@ EXCLUSIONS = f"{DATA_DIR}/exclusions.tsv"
 #: one pre-processed volume of a subject; kind: image, mask, seg or ignore
 NIFTI = f"{DATA_DIR}/nifti/{{subject}}_{{kind}}.nii.gz"
 NIFTI_KINDS = ("image", "mask", "seg", "ignore")
+#: subject id of the index-th (1-based) subject of a phantom cohort (brainuad.data.phantom.subject_id)
+PHANTOM_SUBJECT = "{cohort}-{index:03d}"
 SUBJECT_QC = f"{DATA_DIR}/nifti/{{subject}}_qc.json"
 VOLUMES = f"{DATA_DIR}/volumes.npz"
 SPLITS = "results/splits/{dataset}.json"

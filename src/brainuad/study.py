@@ -17,6 +17,7 @@ import yaml
 from brainuad import conventions as conv
 from brainuad import paths
 from brainuad.catalog import LEARNING_FREE, entry_backbone, entry_configured, ssl_encoder_signature
+from brainuad.data.manifest import subject_files, subject_flags  # noqa: F401 (the workflow's names)
 from brainuad.evaluation import claims as claims_lib
 from brainuad.evaluation import overrides
 from brainuad.evaluation import stats as stats_lib
@@ -130,26 +131,6 @@ def read_model_sweep(name: str, spec: dict, basedir: str | Path) -> dict[str, di
             raise config_error(f"{path}: duplicate row {dict(row)}")
         runs[run] = {spec["set"][col]: yaml.safe_load(row[col]) for col in df.columns}
     return runs
-
-
-def subject_files(row: dict) -> dict[str, str]:
-    """Raw files of one manifest row: ``image``, plus ``seg`` and ``brain_mask`` where the row has them."""
-    files = {"image": row["image"]}
-    if row["seg"]:
-        files["seg"] = row["seg"]
-    if row.get("brain_mask"):
-        files["brain_mask"] = row["brain_mask"]
-    return files
-
-
-def subject_flags(row: dict) -> dict:
-    """Manifest flags of one subject handed to pre-processing (phantom manifests have none: defaults)."""
-    return {
-        "registered": str(row.get("registered", "")).lower() == "true",
-        "skull_stripped": str(row.get("skull_stripped", "")).lower() == "true",
-        "lesion_values": str(row.get("seg_lesion_values", "")),
-        "ignore_values": str(row.get("seg_ignore_values", "")),
-    }
 
 
 def preprocessed_files(dataset: str, subjects) -> dict[str, list[str]]:
@@ -884,6 +865,40 @@ class Study:
                 "splits": paths.fill(paths.SPLITS, dataset=key["dataset"]),
                 "role": self.datasets[key["dataset"]]["role"]})
         return {key: sorted(jobs, key=lambda j: (j["fold"], j["dataset"])) for key, jobs in sorted(groups.items())}
+
+    def preprocess_jobs(self) -> str:
+        """``jobs.preprocess``: ``per_subject`` (one preprocess job per subject, the default) or ``per_dataset``
+        (one job per phantom dataset for all its subjects; other sources stay per subject)."""
+        return (self.config.get("jobs") or {}).get("preprocess", "per_subject")
+
+    @staticmethod
+    def preprocess_group_rule(dataset: str) -> str:
+        """Name of the per-dataset preprocess rule (``jobs.preprocess: per_dataset``): ``preprocess__<dataset>``."""
+        return "preprocess__" + re.sub(r"\W", "_", dataset)
+
+    def preprocess_groups(self) -> dict[str, dict[str, dict[str, str]]]:
+        """The per-subject preprocess outputs of every phantom dataset, grouped as the ``per_dataset`` jobs
+        write them.
+
+        Only a phantom cohort's subjects are known when the workflow is parsed (``sources.<s>.cohorts.<c>``
+        subjects with the ids :data:`brainuad.paths.PHANTOM_SUBJECT`); a real data set's subjects are known
+        only after its manifest job, so its subjects keep one job each.
+
+        Returns
+        -------
+        dict
+            ``dataset -> {subject: {"image", "mask", "seg", "ignore", "qc": path}}``, subjects in id order.
+        """
+        groups = {}
+        for name, ds in sorted(self.datasets.items()):
+            if name in self.synthetic_datasets or self.source_of(name)["kind"] != "phantom":
+                continue
+            n = int(self.source_of(name)["cohorts"][ds["cohort"]])
+            subjects = [paths.PHANTOM_SUBJECT.format(cohort=ds["cohort"], index=i) for i in range(1, n + 1)]
+            groups[name] = {s: {**{kind: paths.fill(paths.NIFTI, dataset=name, subject=s, kind=kind)
+                                   for kind in paths.NIFTI_KINDS},
+                                "qc": paths.fill(paths.SUBJECT_QC, dataset=name, subject=s)} for s in subjects}
+        return groups
 
     def train_jobs(self) -> str:
         """``jobs.train``: ``per_fold`` (one train / train_stage2 / pretrain_encoder job per trained fold, the

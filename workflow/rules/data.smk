@@ -65,6 +65,47 @@ rule preprocess:
         "../scripts/preprocess.py"
 
 
+# config jobs.preprocess (config/README.md "jobs"): per_dataset = one rule preprocess__<dataset> per phantom
+# dataset whose single job writes every subject's files (a phantom cohort's subjects are known from the config;
+# other sources stay one job per subject). ruleorder puts them first; rule preprocess still makes any file
+# outside them.
+if STUDY.preprocess_jobs() == "per_dataset":
+    _preprocess_groups = []
+    for _dataset, _outputs in STUDY.preprocess_groups().items():
+
+        rule:
+            name:
+                STUDY.preprocess_group_rule(_dataset)
+            input:
+                raw=STUDY.raw_dir(_dataset),
+                manifest=paths.fill(paths.MANIFEST, dataset=_dataset),
+            output:
+                [path for files in _outputs.values() for path in files.values()],
+            log:
+                f"logs/preprocess/{_dataset}.log",
+            benchmark:
+                f"results/benchmarks/preprocess/{_dataset}.tsv"
+            conda:
+                "../../envs/preprocess.yaml"
+            threads: 1
+            resources:
+                mem_mb=4000,
+                runtime=30 * len(_outputs),
+            params:
+                options=canon(STUDY.preprocess_options(_dataset)),
+                source=DATASETS[_dataset]["source"],
+                strict=bool(STUDY.source_of(_dataset).get("strict", False)),
+                dataset=_dataset,
+                outputs=_outputs,
+            script:
+                "../scripts/preprocess.py"
+
+        _preprocess_groups.append(STUDY.preprocess_group_rule(_dataset))
+
+    if _preprocess_groups:
+        workflow.ruleorder(*_preprocess_groups, "preprocess")
+
+
 rule pack:
     input:
         unpack(preprocessed_files),

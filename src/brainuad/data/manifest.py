@@ -80,3 +80,23 @@ def write_manifest(df: pd.DataFrame, path: str | Path) -> None:
         raise InputDataError(path, f"duplicate subject ids {dup[:5]}")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     df.sort_values("subject").to_csv(path, sep="\t", index=False)
+
+
+def subject_files(row: dict) -> dict[str, str]:
+    """Raw files of one manifest row: ``image``, plus ``seg`` and ``brain_mask`` where the row has them."""
+    files = {"image": row["image"]}
+    if row["seg"]:
+        files["seg"] = row["seg"]
+    if row.get("brain_mask"):
+        files["brain_mask"] = row["brain_mask"]
+    return files
+
+
+def subject_flags(row: dict) -> dict:
+    """Manifest flags of one subject handed to pre-processing (phantom manifests have none: defaults)."""
+    return {
+        "registered": str(row.get("registered", "")).lower() == "true",
+        "skull_stripped": str(row.get("skull_stripped", "")).lower() == "true",
+        "lesion_values": str(row.get("seg_lesion_values", "")),
+        "ignore_values": str(row.get("seg_ignore_values", "")),
+    }

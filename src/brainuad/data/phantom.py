@@ -52,6 +52,8 @@ from nibabel.orientations import axcodes2ornt
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
+from ..paths import PHANTOM_SUBJECT
+
 __all__ = [
     "CLASS_INTENSITY",
     "COHORTS",
@@ -476,8 +478,8 @@ class SubjectPhantom:
 
 
 def subject_id(cohort: str, index: int) -> str:
-    """``f"{cohort}-{index:03d}"``."""
-    return f"{cohort}-{index:03d}"
+    """``f"{cohort}-{index:03d}"`` (:data:`brainuad.paths.PHANTOM_SUBJECT`: the workflow plans these ids)."""
+    return PHANTOM_SUBJECT.format(cohort=cohort, index=index)
 
 
 def _subject_streams(seed: int, cohort: str, index: int) -> dict[str, np.random.Generator]:

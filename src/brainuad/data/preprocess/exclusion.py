@@ -8,12 +8,13 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from brainuad.data.manifest import read_manifest, subject_files, subject_flags
 from brainuad.data.preprocess import preprocess_subject
 from brainuad.data.preprocess.options import PreprocessOptions
 from brainuad.errors import InputDataError
 from brainuad.utils import write_json
 
-__all__ = ["OUTPUT_NAMES", "preprocess_or_exclude"]
+__all__ = ["OUTPUT_NAMES", "preprocess_dataset", "preprocess_or_exclude"]
 
 #: NIfTI outputs of a job (``{subject}_{name}.nii.gz``); the ``qc`` output is the JSON record.
 OUTPUT_NAMES = ("image", "mask", "seg", "ignore")
@@ -89,3 +90,59 @@ def preprocess_or_exclude(
     write_json(qc, outputs["qc"])
     log.info("qc %s", qc)
     return qc
+
+
+def preprocess_dataset(
+    manifest_path: str | Path,
+    outputs: Mapping[str, Mapping[str, str | Path]],
+    options: PreprocessOptions,
+    *,
+    dataset: str,
+    source: str,
+    strict: bool,
+    tmpdir: str | Path | None = None,
+    threads: int = 1,
+    log: logging.Logger,
+) -> list[dict]:
+    """Several subjects of one dataset in one job (config ``jobs.preprocess: per_dataset``).
+
+    Each subject is pre-processed exactly as its own ``preprocess`` job would do it
+    (:func:`preprocess_or_exclude` with the raw files and flags of its manifest row), in the order given.
+
+    Parameters
+    ----------
+    manifest_path : str or Path
+        The dataset's manifest (``results/data/<dataset>/manifest.tsv``).
+    outputs : mapping
+        ``subject -> {"image", "mask", "seg", "ignore", "qc": path}``.
+    options : PreprocessOptions
+    dataset, source : str
+        Named in messages and records.
+    strict, tmpdir, threads, log
+        As in :func:`preprocess_or_exclude`.
+
+    Returns
+    -------
+    list of dict
+        The QC records written, in the order of ``outputs``.
+
+    Raises
+    ------
+    InputDataError
+        Naming the manifest, when a subject of ``outputs`` is not in it (a phantom cohort generated with
+        other settings than the config's).
+    """
+    rows = {str(row["subject"]): row for row in read_manifest(manifest_path).to_dict("records")}
+    missing = [subject for subject in outputs if subject not in rows]
+    if missing:
+        raise InputDataError(manifest_path, f"dataset {dataset}: subjects {missing[:5]} planned from the config "
+                                            f"({len(missing)} in all) are not in the manifest")
+    records = []
+    for subject, files in outputs.items():
+        row = rows[subject]
+        raw = subject_files(row)
+        records.append(preprocess_or_exclude(raw["image"], files, options, dataset=dataset, subject_id=subject,
+                                             source=source, strict=strict, seg_path=raw.get("seg"),
+                                             brain_mask_path=raw.get("brain_mask"), tmpdir=tmpdir, threads=threads,
+                                             log=log, **subject_flags(row)))
+    return records
