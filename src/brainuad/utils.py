@@ -76,8 +76,8 @@ def read_json(path: str | Path):
 def dry_run_job_counts(output: str) -> dict[str, int]:
     """Jobs per rule from the first 'Job stats' table that ``snakemake -n`` prints (without the total).
 
-    Rules named ``<rule>__<group>`` (the per-model reconstruct rules of config ``jobs.reconstruct:
-    per_model``) are counted under ``<rule>``.
+    Rules named ``<rule>__<group>`` (the per-model rules of config ``jobs``: ``reconstruct__...``,
+    ``score__...``, ``evaluate__...``) are counted under ``<rule>``.
     """
     import re
 
