@@ -326,6 +326,24 @@ def test_score_and_evaluate_groups_cover_every_file_the_targets_read():
     assert s.group_rule("evaluate", "healthy_t2", "cddpm", "t_test~250") == "evaluate__healthy_t2__cddpm__t_test_250"
 
 
+def test_a_model_only_a_protocol_table_shows_is_reconstructed_scored_and_evaluated():
+    """A row evaluated only under a table's own protocol: its reconstructions are in the per-model reconstruct
+    jobs (there is no per-dataset fallback rule then), its scores and protocol evaluations in its groups."""
+    def change(cfg):
+        cfg["tables"]["no_postprocessing"]["rows"] = [{"model": "vae3d"}]
+        del cfg["tables"]["volumes"]
+
+    s = study(change)
+    assert [f for f in s.recon_files() if "/vae3d/" in f] == [
+        f"results/recon/healthy_t2/vae3d/default/fold-{f}/tumour_t2.npz" for f in (0, 1)]
+    pid = "erode~0__median~0__min_component~0"
+    jobs = s.evaluate_groups()[("healthy_t2", "vae3d", "default")]
+    # fold 0 under the default protocol too: the viewer maps (target all_maps, every table) read that threshold
+    assert [(j["fold"], j["protocol"]) for j in jobs] == [(0, "default"), (0, pid), (1, pid)]
+    assert [j["output"] for j in s.score_groups()[("healthy_t2", "vae3d", "default")]] == [
+        f"results/scores/healthy_t2/vae3d/default/fold-{f}/tumour_t2/l1.npz" for f in (0, 1)]
+
+
 # ---------------------------------------------------------------- paths
 
 
