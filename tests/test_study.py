@@ -338,6 +338,64 @@ def test_train_groups_share_an_encoder_and_add_the_models_only_an_analysis_reads
     assert len(groups[("pretrain_encoder", "healthy_t2", "cddpm_ssl", "default")]) == 2
     assert [j["model"] for j in groups[("train", "healthy_t2", "ae_shift", "default")]] == [
         "results/models/healthy_t2/ae_shift/default/fold-0/model.pt"]
+def test_score_and_evaluate_groups_cover_every_file_the_targets_read():
+    """jobs.score / jobs.evaluate: per_model -- one group per (trainset, model, run) with every score and
+    evaluation file of that model the run's targets read (tables, protocols, healthy FPR, MHD figure)."""
+    s = study()
+    assert (s.score_jobs(), s.evaluate_jobs()) == ("per_scoring", "per_scoring")  # the default: clusters
+    per_model = study(lambda cfg: cfg.update(jobs={"score": "per_model", "evaluate": "per_model"}))
+    assert (per_model.score_jobs(), per_model.evaluate_jobs()) == ("per_model", "per_model")
+    scores, evals = s.score_groups(), s.evaluate_groups()
+    assert set(scores) == set(evals) and len(scores) == 12
+    # ae: reconstruction table (healthy_t2), segmentation (tumour_t2, ms_t2), detection (tumour_t2) and the
+    # protocol table (tumour_t2, median/erode/min_component 0); detection's healthy-FPR evaluation last
+    ae = evals[("healthy_t2", "ae", "default")]
+    pid = "erode~0__median~0__min_component~0"
+    assert [(j["kind"], j["fold"], j["dataset"], j["protocol"]) for j in ae] == [
+        ("evaluate", f, ds, p) for f in (0, 1) for ds, p in (("healthy_t2", "default"), ("ms_t2", "default"),
+                                                             ("tumour_t2", "default"), ("tumour_t2", pid))
+    ] + [("fpr", 0, "tumour_t2", "default"), ("fpr", 1, "tumour_t2", "default")]
+    assert ae[3]["threshold"] == f"results/eval/healthy_t2/ae/default/fold-0/tumour_t2/l1/protocol-{pid}/threshold.json"
+    assert ae[3]["options"] == s.evaluation_options(pid) and ae[3]["options"]["median"] == 0
+    assert ae[2]["options"]["median"] == SMOKE["evaluation"]["median"] and ae[0]["role"] == "healthy"
+    assert ae[-1]["healthy"] == ae[4]["threshold"] == "results/eval/healthy_t2/ae/default/fold-1/healthy_t2/l1/threshold.json"
+    assert ae[-1]["output"] == "results/eval/healthy_t2/ae/default/fold-1/tumour_t2/l1/fpr.tsv"
+    # vae: the MHD figure reads S_mean (mean_ssim) of fold 0 only, which no table evaluates
+    vae_scores = [(j["fold"], j["dataset"], j["scoring"]) for j in scores[("healthy_t2", "vae", "default")]]
+    vae_evals = [(j["fold"], j["dataset"], j["scoring"]) for j in evals[("healthy_t2", "vae", "default")]]
+    assert (0, "tumour_t2", "mean_ssim") in vae_scores and (1, "tumour_t2", "mean_ssim") not in vae_scores
+    assert (0, "tumour_t2", "mean_ssim") not in vae_evals and (0, "tumour_t2", "mhd_full") in vae_evals
+    # each group's evaluations read only scores its score group writes, with the per-scoring rules' params
+    for key, jobs in evals.items():
+        written = {j["output"]: j for j in scores[key]}
+        for job in jobs:
+            assert job["scores"] in written
+            assert written[job["scores"]]["params"] == s.scoring_params(written[job["scores"]]["scoring"])
+            assert job["conventions"] == s.evaluation_conventions(job["dataset"])
+    outputs = {f for jobs in evals.values() for j in jobs for f in (j.get("threshold"), j.get("metrics"), j.get("output"))}
+    for table in s.tables:
+        assert set(s.table_metric_files(table)) <= outputs
+    assert set(s.fpr_files("detection")) <= outputs
+    assert s.mhd_figure_inputs()["mean"] in {j["output"] for j in scores[("healthy_t2", "vae", "default")]}
+    assert s.group_rule("evaluate", "healthy_t2", "cddpm", "t_test~250") == "evaluate__healthy_t2__cddpm__t_test_250"
+
+
+def test_a_model_only_a_protocol_table_shows_is_reconstructed_scored_and_evaluated():
+    """A row evaluated only under a table's own protocol: its reconstructions are in the per-model reconstruct
+    jobs (there is no per-dataset fallback rule then), its scores and protocol evaluations in its groups."""
+    def change(cfg):
+        cfg["tables"]["no_postprocessing"]["rows"] = [{"model": "vae3d"}]
+        del cfg["tables"]["volumes"]
+
+    s = study(change)
+    assert [f for f in s.recon_files() if "/vae3d/" in f] == [
+        f"results/recon/healthy_t2/vae3d/default/fold-{f}/tumour_t2.npz" for f in (0, 1)]
+    pid = "erode~0__median~0__min_component~0"
+    jobs = s.evaluate_groups()[("healthy_t2", "vae3d", "default")]
+    # fold 0 under the default protocol too: the viewer maps (target all_maps, every table) read that threshold
+    assert [(j["fold"], j["protocol"]) for j in jobs] == [(0, "default"), (0, pid), (1, pid)]
+    assert [j["output"] for j in s.score_groups()[("healthy_t2", "vae3d", "default")]] == [
+        f"results/scores/healthy_t2/vae3d/default/fold-{f}/tumour_t2/l1.npz" for f in (0, 1)]
 
 
 # ---------------------------------------------------------------- paths

@@ -837,6 +837,8 @@ class Study:
             key = paths.parse(paths.METRICS, file) or paths.parse(paths.THRESHOLD, file) or paths.parse(paths.RECON, file)
             if key:
                 recons.add(paths.fill(paths.RECON, **{k: key[k] for k in ("trainset", "model", "run", "fold", "dataset")}))
+        for key in self.evaluation_keys()["score"]:  # also those of protocol-only and healthy-FPR evaluations
+            recons.add(paths.fill(paths.RECON, **{k: key[k] for k in ("trainset", "model", "run", "fold", "dataset")}))
         return sorted(recons)
 
     @staticmethod
@@ -970,6 +972,133 @@ class Study:
                     "settings": self.pretrain_settings(ekey["model"], ekey["run"], fold), **data})
         return {key: [jobs[f] for f in sorted(jobs)] for key, jobs in sorted(groups.items())
                 if rule is None or key[0] == rule}
+
+    # ------------------------------------------------------------ score and evaluate jobs (config jobs.score, jobs.evaluate)
+    def score_jobs(self) -> str:
+        """``jobs.score``: ``per_scoring`` (one score job per trained model, dataset and scoring, the default) or
+        ``per_model`` (one job per training set, model and run for all its folds, datasets and scorings)."""
+        return (self.config.get("jobs") or {}).get("score", "per_scoring")
+
+    def evaluate_jobs(self) -> str:
+        """``jobs.evaluate``: ``per_scoring`` (one evaluate, evaluate_protocol, evaluate_fpr or
+        evaluate_fpr_protocol job per evaluation, the default) or ``per_model`` (one job per training set, model
+        and run for all of them)."""
+        return (self.config.get("jobs") or {}).get("evaluate", "per_scoring")
+
+    @staticmethod
+    def group_rule(stage: str, trainset: str, model: str, run: str) -> str:
+        """Name of the per-model rule of ``stage`` (``score`` or ``evaluate``) of one model and run, a Python
+        identifier: ``<stage>__<trainset>__<model>__<run>`` (``t_test~250`` -> ``t_test_250``)."""
+        return f"{stage}__" + "__".join(re.sub(r"\W", "_", part) for part in (trainset, model, run))
+
+    def _read_eval_files(self) -> list[str]:
+        """Every score, evaluation and viewer-map file the run's targets read (tables, sweeps, claims, qualitative
+        and MHD figures, healthy-FPR and lesion-wise tables, P8.1 analyses, viewer maps; paths of any kind)."""
+        files = []
+        for table in self.tables:
+            files += self.table_metric_files(table)
+        for sweep in self.all_sweeps:
+            files += self.sweep_inputs(sweep)
+        for table in self.qualitative:
+            files += self.qualitative_inputs(table)
+        for table in self.healthy_fpr_tables():
+            files += self.fpr_files(table)
+        files += self.claims_inputs() + [entry["metrics"] for entry in self.p81_entries()]
+        files += list(self.mhd_figure_inputs().values()) + self.viewer_map_dirs()
+        return files
+
+    def evaluation_keys(self) -> dict[str, list[dict]]:
+        """The scorings, evaluations and healthy-FPR evaluations the run's targets read, as wildcard dicts.
+
+        Returns
+        -------
+        dict
+            ``"evaluate"``: ``{trainset, model, run, fold, dataset, scoring, protocol}`` of every evaluation
+            (threshold.json + metrics.tsv; a viewer-map folder reads the default one, an fpr.tsv the healthy
+            evaluation of its training set under its protocol); ``"fpr"``: the same keys of every fpr.tsv;
+            ``"score"``: ``{trainset, model, run, fold, dataset, scoring}`` of every scores file read directly
+            or by one of those evaluations. Each list is sorted and free of duplicates; fold is an int.
+        """
+        patterns = {"evaluate": [paths.THRESHOLD, paths.METRICS, paths.VIEWER_MAPS, paths.PROTOCOL_THRESHOLD,
+                                 paths.PROTOCOL_METRICS],
+                    "fpr": [paths.FPR_METRICS, paths.PROTOCOL_FPR_METRICS], "score": [paths.SCORES]}
+        fields = ("trainset", "model", "run", "fold", "dataset", "scoring", "protocol")
+
+        def as_tuple(key: dict) -> tuple:  # fields in order, fold as int, protocol "default" where none
+            key = {"protocol": overrides.DEFAULT, **key, "fold": int(key["fold"])}
+            return tuple(key[f] for f in fields)
+
+        keys = {kind: set() for kind in patterns}
+        for file in filter(None, self._read_eval_files()):
+            for kind, pats in patterns.items():
+                key = next(filter(None, (paths.parse(p, file) for p in pats)), None)
+                if key:
+                    keys[kind].add(as_tuple(key))
+        for fpr in keys["fpr"]:  # the healthy evaluation (same model, fold, scoring, protocol) whose thresholds it applies
+            keys["evaluate"].add(as_tuple({**dict(zip(fields, fpr)), "dataset": fpr[0]}))
+        keys["score"] |= {key[:-1] + (overrides.DEFAULT,) for key in keys["evaluate"] | keys["fpr"]}
+        out = {kind: [dict(zip(fields, key)) for key in sorted(keys[kind])] for kind in keys}
+        for key in out["score"]:
+            del key["protocol"]
+        return out
+
+    def score_groups(self) -> dict[tuple[str, str, str], list[dict]]:
+        """The score jobs of :meth:`evaluation_keys`, grouped as the ``per_model`` jobs run them.
+
+        Returns
+        -------
+        dict
+            ``(trainset, model, run)`` -> ``[{"fold", "dataset", "scoring", "params" (the ``score`` rule's
+            ``params.scoring``), "recon", "volumes", "output"}]`` sorted by fold, dataset and scoring.
+        """
+        groups: dict[tuple[str, str, str], list[dict]] = {}
+        for key in self.evaluation_keys()["score"]:
+            recon_key = {k: key[k] for k in ("trainset", "model", "run", "fold", "dataset")}
+            groups.setdefault((key["trainset"], key["model"], key["run"]), []).append({
+                "fold": key["fold"], "dataset": key["dataset"], "scoring": key["scoring"],
+                "params": self.scoring_params(key["scoring"]), "recon": paths.fill(paths.RECON, **recon_key),
+                "volumes": paths.fill(paths.VOLUMES, dataset=key["dataset"]),
+                "output": paths.fill(paths.SCORES, **key)})
+        return dict(sorted(groups.items()))
+
+    def evaluate_groups(self) -> dict[tuple[str, str, str], list[dict]]:
+        """The evaluate jobs of :meth:`evaluation_keys` (every evaluate, evaluate_protocol, evaluate_fpr and
+        evaluate_fpr_protocol output), grouped as the ``per_model`` jobs run them.
+
+        Returns
+        -------
+        dict
+            ``(trainset, model, run)`` -> jobs, first every evaluation (``"kind": "evaluate"``, with the
+            ``evaluate`` rule's params ``role``, ``options``, ``samples``, ``conventions``; inputs ``scores``,
+            ``recon``, ``volumes``; outputs ``threshold``, ``metrics``), then every healthy-FPR evaluation
+            (``"kind": "fpr"``, params ``options``, ``conventions``; inputs ``scores``, ``volumes``, ``healthy``
+            (a threshold.json of an evaluation of the same group); output ``output``), each sorted by fold,
+            dataset, scoring and protocol.
+        """
+        def eval_file(name: str, key: dict) -> str:  # the PROTOCOL_ pattern under a protocol other than default
+            return paths.fill(getattr(paths, name if key["protocol"] == overrides.DEFAULT else f"PROTOCOL_{name}"), **key)
+
+        keys = self.evaluation_keys()
+        groups: dict[tuple[str, str, str], list[dict]] = {}
+        for kind in ("evaluate", "fpr"):
+            for key in keys[kind]:
+                where = {k: key[k] for k in ("fold", "dataset", "scoring", "protocol")}
+                score_key = {k: v for k, v in key.items() if k != "protocol"}
+                common = {"kind": kind, **where, "options": self.evaluation_options(key["protocol"]),
+                          "conventions": self.evaluation_conventions(key["dataset"]),
+                          "scores": paths.fill(paths.SCORES, **score_key),
+                          "volumes": paths.fill(paths.VOLUMES, dataset=key["dataset"])}
+                if kind == "evaluate":
+                    job = {**common, "role": self.datasets[key["dataset"]]["role"],
+                           "samples": self.scorings[key["scoring"]].get("samples"),
+                           "recon": paths.fill(paths.RECON, **{k: v for k, v in score_key.items() if k != "scoring"}),
+                           "threshold": eval_file("THRESHOLD", key), "metrics": eval_file("METRICS", key)}
+                else:
+                    job = {**common, "healthy": self.healthy_threshold(key["trainset"], key["model"], key["run"],
+                                                                       key["fold"], key["scoring"], key["protocol"]),
+                           "output": eval_file("FPR_METRICS", key)}
+                groups.setdefault((key["trainset"], key["model"], key["run"]), []).append(job)
+        return dict(sorted(groups.items()))
 
     # ------------------------------------------------------------ cross-checks
     def check_config(self) -> None:

@@ -76,9 +76,9 @@ def read_json(path: str | Path):
 def dry_run_job_counts(output: str) -> dict[str, int]:
     """Jobs per rule from the first 'Job stats' table that ``snakemake -n`` prints (without the total).
 
-    Rules named ``<rule>__<group>`` (the per-model reconstruct rules of config ``jobs.reconstruct:
-    per_model``, the per-model train / train_stage2 / pretrain_encoder rules of ``jobs.train: per_model``) are
-    counted under ``<rule>``.
+    Rules named ``<rule>__<group>`` (the per-model or per-dataset rules of config ``jobs``:
+    ``reconstruct__...``, ``train__...``, ``train_stage2__...``, ``pretrain_encoder__...``, ``score__...``,
+    ``evaluate__...``, ``preprocess__...``) are counted under ``<rule>``.
     """
     import re
 

@@ -68,3 +68,38 @@ def test_ssim_convention_keywords_match_the_registered_functions():
         params = inspect.signature(scoring_fn(name)).parameters
         takes = {p for p in params if p in ("covariance", "padding", "ssim_covariance", "ssim_padding")}
         assert takes == set(SSIM_KWARGS.get(name, {}).values()), name
+
+
+def test_score_stored_jobs_writes_what_each_job_writes_alone(tmp_path):
+    """config jobs.score: per_model -- several (fold, dataset, scoring) jobs in one call write exactly the arrays
+    that each job writes in a call of its own (the per-scoring rule), whatever ran before it in the process."""
+    from brainuad.scoring.stored import score_stored_jobs
+
+    rng = np.random.default_rng(0)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for ds in ("healthy", "tumour"):
+        images = rng.random((3, 4, 16, 16)).astype(np.float16)  # (N, D, H, W)
+        masks = (rng.random((3, 4, 16, 16)) > 0.2).astype(np.uint8)
+        np.savez(inputs / f"{ds}_volumes.npz", images=images, masks=masks, subjects=np.array(["s2", "s0", "s1"]))
+        for fold in (0, 1):
+            recons = rng.random((3, 3, 4, 16, 16)).astype(np.float16)  # (S=3 samples, N, D, H, W)
+            np.savez(inputs / f"{ds}_fold{fold}.npz", recons=recons, subjects=np.array(["s0", "s1", "s2"]),
+                     split=np.array(["val", "test", "test"]))
+    scorings = [{"name": "l1", "samples": 1}, {"name": "l1"}, {"name": "ssim", "sigma": 1.0, "samples": 2},
+                {"name": "mhd_diag"}]
+    jobs = [{"scoring": scoring, "recon": str(inputs / f"{ds}_fold{fold}.npz"),
+             "volumes": str(inputs / f"{ds}_volumes.npz"), "output": f"fold-{fold}/{ds}/{i}.npz"}
+            for fold in (0, 1) for ds in ("healthy", "tumour") for i, scoring in enumerate(scorings)]
+    together, alone = tmp_path / "together", tmp_path / "alone"
+    score_stored_jobs([{**j, "output": str(together / j["output"])} for j in jobs])
+    for job in reversed(jobs):  # another order: no state carried from one job to the next
+        score_stored_jobs([{**job, "output": str(alone / job["output"])}])
+    assert len(list(together.rglob("*.npz"))) == len(jobs) == 16
+    for job in jobs:
+        with np.load(together / job["output"]) as a, np.load(alone / job["output"]) as b:
+            assert a.files == b.files
+            for key in a.files:
+                assert a[key].dtype == b[key].dtype and np.array_equal(a[key], b[key]), (job["output"], key)
+    with np.load(together / "fold-0/tumour/0.npz") as one, np.load(together / "fold-1/tumour/0.npz") as other:
+        assert not np.array_equal(one["maps"], other["maps"])  # the folds' inputs differ: a real comparison

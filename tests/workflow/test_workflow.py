@@ -27,6 +27,10 @@ SMOKE = Path(tempfile.mkdtemp(prefix="brainuad-smoke-")) / "config.yaml"
 SMOKE.write_text(yaml.safe_dump({**yaml.safe_load(SMOKE_FILE.read_text()),
                                  "jobs": {"reconstruct": "per_model", "train": "per_model"}}))
 atexit.register(shutil.rmtree, SMOKE.parent, True)
+# ... and with the demo's per-model score and evaluate jobs too (config jobs.score / jobs.evaluate: per_model)
+SMOKE_GROUPS = SMOKE.with_name("config_groups.yaml")
+SMOKE_GROUPS.write_text(yaml.safe_dump({**yaml.safe_load(SMOKE.read_text()),
+                                        "jobs": {"reconstruct": "per_model", "score": "per_model", "evaluate": "per_model"}}))
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 pytestmark = pytest.mark.workflow
@@ -172,8 +176,8 @@ def test_second_run_schedules_nothing(smoke_run):
     assert "Nothing to be done" in out, out[-2000:]
 
 
-def _variant(tmp_path, change) -> Path:
-    cfg = yaml.safe_load(SMOKE.read_text())
+def _variant(tmp_path, change, base: Path = SMOKE) -> Path:
+    cfg = yaml.safe_load(base.read_text())
     change(cfg)
     path = tmp_path / "variant.yaml"
     path.write_text(yaml.safe_dump(cfg))  # keys come out sorted: params must not care
@@ -410,6 +414,79 @@ def test_per_model_reconstruct_setting_reruns_only_that_model(smoke_run, tmp_pat
     assert counts.get("reconstruct") == 1, counts
     assert _recon_outputs(out) == [f"results/recon/healthy_t2/anoddpm_ens/default/fold-{f}/tumour_t2.npz" for f in (0, 1)]
     assert not {"train", "pretrain_encoder", "preprocess", "make_phantom", "pack"} & set(counts), counts
+
+
+def _outputs(out: str, folder: str) -> list[str]:
+    """Output files below ``folder`` of the jobs a dry-run plans."""
+    files = []
+    for line in out.splitlines():
+        if line.strip().startswith("output:"):
+            files += [f.strip() for f in line.split(":", 1)[1].split(",") if f.strip().startswith(folder)]
+    return sorted(files)
+
+
+def test_per_model_score_and_evaluate_jobs_plan_the_per_scoring_files(tmp_path):
+    """config jobs.score / jobs.evaluate: per_model plan exactly the files of the per-scoring jobs (evaluate,
+    evaluate_protocol, evaluate_fpr included), one job of each per (trainset, model, run); the per-scoring rule
+    still writes a file that no group writes."""
+    per_scoring = snakemake(tmp_path, "-n", "all_tables").stdout
+    per_model = snakemake(tmp_path, "-n", "all_tables", config=SMOKE_GROUPS).stdout
+    for folder in ("results/scores/", "results/eval/"):
+        files = _outputs(per_scoring, folder)
+        assert files and _outputs(per_model, folder) == files, folder
+    groups = {tuple(f.split("/")[2:5]) for f in _outputs(per_scoring, "results/scores/")}
+    before, after = job_counts(per_scoring), job_counts(per_model)
+    assert before["score"] == len(_outputs(per_scoring, "results/scores/")) > len(groups) == 12
+    assert after["score"] == after["evaluate"] == len(groups), after
+    assert before["evaluate_protocol"] and before["evaluate_fpr"] and not {"evaluate_protocol", "evaluate_fpr"} & set(after)
+    assert len(re.findall(r"^\s*rule evaluate__healthy_t2__ae__default:", per_model, re.M)) == 1
+    # no group writes the mean_ssim scores of the AE (no table, sweep or figure reads them): rule score does
+    folder = "results/scores/healthy_t2/ae/default/fold-0/tumour_t2"
+    out = snakemake(tmp_path, "-n", f"{folder}/mean_ssim.npz", f"{folder}/l1.npz", config=SMOKE_GROUPS).stdout
+    assert re.search(r"^rule score:\n.*\n\s*output: " + re.escape(f"{folder}/mean_ssim.npz") + "$", out, re.M), out
+    assert re.search(r"^rule score__healthy_t2__ae__default:", out, re.M), out
+
+
+def test_per_model_score_and_evaluate_write_the_per_scoring_files(smoke_run, tmp_path):
+    """Switching a finished per-scoring run to per-model score and evaluate jobs reruns them (their params
+    change) and writes byte-identical evaluations and identical score arrays; afterwards a changed scoring reruns
+    only the score and evaluate jobs of the models that use it, a changed protocol only evaluate jobs."""
+    workdir, _ = smoke_run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy, symlinks=True)  # keeps mtimes: the copy is as up to date as the run
+    planned = job_counts(snakemake(copy, "-n", "all_tables", config=SMOKE_GROUPS).stdout)
+    assert planned.get("score") == planned.get("evaluate") == 12, planned
+    assert not {"train", "reconstruct", "evaluate_protocol", "evaluate_fpr", "preprocess"} & set(planned), planned
+    snakemake(copy, "--cores", "2", "all_tables", config=SMOKE_GROUPS)
+    assert (copy / "results/benchmarks/score/healthy_t2/ae/default/all.tsv").exists()  # bench_startup's layout
+    assert (copy / "results/benchmarks/evaluate/healthy_t2/ae/default/all.tsv").exists()
+    scores = sorted(p.relative_to(workdir) for p in (workdir / "results" / "scores").rglob("*.npz"))
+    evals = sorted(p.relative_to(workdir) for p in (workdir / "results" / "eval").rglob("*") if p.is_file())
+    assert len(scores) == 52 and len(evals) == 2 * 53 + 2
+    for rel in scores:
+        assert (copy / rel).stat().st_mtime > (workdir / rel).stat().st_mtime, rel  # really written again
+        with np.load(workdir / rel) as a, np.load(copy / rel) as b:
+            assert a.files == b.files and all(np.array_equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a.files), rel
+    for rel in evals:
+        assert (copy / rel).read_bytes() == (workdir / rel).read_bytes(), rel
+
+    def beta(cfg):  # a scoring only the SADM rows use
+        cfg["scorings"]["sadm"]["beta"] = 0.8
+
+    out = snakemake(copy, "-n", "all_tables", config=_variant(tmp_path, beta, SMOKE_GROUPS)).stdout
+    counts = job_counts(out)
+    assert counts.get("score") == counts.get("evaluate") == 1, counts
+    assert re.search(r"^rule score__healthy_t2__sadm_tumour__default:", out, re.M)
+    assert not {"train", "train_stage2", "reconstruct", "pretrain_encoder"} & set(counts), counts
+
+    def protocol(cfg):
+        cfg["tables"]["no_postprocessing"]["protocol"]["threshold"] = {"steps": 5}
+
+    out = snakemake(copy, "-n", "all_tables", config=_variant(tmp_path, protocol, SMOKE_GROUPS)).stdout
+    counts = job_counts(out)
+    assert counts.get("evaluate") == 1 and re.search(r"^rule evaluate__healthy_t2__ae__default:", out, re.M), counts
+    assert set(counts) <= {"evaluate", "table_stats", "table", "lesionwise", "healthy_fpr_table", "qualitative_figure",
+                           "sweep_figure", "claims", "p81_analysis", "mhd_figure", "report", "all_tables"}, counts
 
 
 def test_sadm_beta_reruns_only_scoring_and_stage1_change_reruns_stage2(smoke_run, tmp_path):

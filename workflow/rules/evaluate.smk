@@ -65,6 +65,41 @@ use rule evaluate_fpr as evaluate_fpr_protocol with:
         "logs/evaluate_fpr/{trainset}/{model}/{run}/fold-{fold}/{dataset}/{scoring}/protocol-{protocol}.log",
     benchmark:
         "results/benchmarks/evaluate_fpr/{trainset}/{model}/{run}/fold-{fold}/{dataset}/{scoring}/protocol-{protocol}.tsv"
+
+
+if STUDY.evaluate_jobs() == "per_model":
+    # config jobs.evaluate: per_model (config/README.md "jobs"): one rule `evaluate__<trainset>__<model>__<run>` per
+    # model and sweep run writes the files of every evaluate, evaluate_protocol, evaluate_fpr and
+    # evaluate_fpr_protocol job of that model in one process (the healthy evaluations first: the FPR evaluations
+    # read their thresholds); the rules above stay as the fallback for a file no group writes.
+    for (_trainset, _model, _run), _jobs in STUDY.evaluate_groups().items():
+        _outputs = [f for j in _jobs for f in ((j["threshold"], j["metrics"]) if j["kind"] == "evaluate" else (j["output"],))]
+
+        rule:
+            name:
+                STUDY.group_rule("evaluate", _trainset, _model, _run)
+            input:
+                scores=sorted({j["scores"] for j in _jobs}),
+                recons=sorted({j["recon"] for j in _jobs if "recon" in j}),
+                volumes=sorted({j["volumes"] for j in _jobs}),
+                healthy=sorted({j["healthy"] for j in _jobs if "healthy" in j} - set(_outputs)),
+            output:
+                _outputs,
+            log:
+                f"logs/evaluate/{_trainset}/{_model}/{_run}/all.log",
+            benchmark:
+                f"results/benchmarks/evaluate/{_trainset}/{_model}/{_run}/all.tsv"
+            conda:
+                "../../envs/evaluate.yaml"
+            params:
+                jobs=[{k: v for k, v in j.items() if k not in ("fold", "dataset", "scoring", "protocol")} for j in _jobs],
+            script:
+                "../scripts/evaluate.py"
+
+        for _rule in ("evaluate", "evaluate_protocol", "evaluate_fpr", "evaluate_fpr_protocol"):
+            workflow.ruleorder(STUDY.group_rule("evaluate", _trainset, _model, _run), _rule)
+
+
 rule viewer_maps:
     # Post-processed maps and binarised segmentations of the test subjects as NIfTI, on the pre-processed grid
     # and on the raw scans (inverse registration); target all_maps (brainuad.evaluation.viewer_maps).

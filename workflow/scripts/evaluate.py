@@ -1,12 +1,14 @@
-"""Post-process, threshold and measure one (model, fold, dataset, scoring)."""
+"""Post-process, threshold and measure one (model, fold, dataset, scoring) (rules evaluate, evaluate_protocol), or
+every evaluation and healthy-FPR evaluation of one model (the per-model rules of config ``jobs.evaluate:
+per_model``, params.jobs)."""
 
-from brainuad.evaluation.protocol import evaluate_stored
-from brainuad.utils import log_to, write_json, write_tsv
+from brainuad.evaluation.protocol import evaluate_stored_jobs
+from brainuad.utils import log_to
 
 log = log_to(snakemake.log[0])
-p = snakemake.params
-summary, rows = evaluate_stored(p.role, p.options, snakemake.input.scores, snakemake.input.recon,
-                                snakemake.input.volumes, samples=p.samples, conventions=p.conventions)
-write_json(summary, snakemake.output.threshold)
-write_tsv(rows, snakemake.output.metrics)  # numpy/scipy only: no pandas, sklearn or torch in this job
-log.info("summary %s", summary)
+p, inp, out = snakemake.params, snakemake.input, snakemake.output
+jobs = p.jobs if hasattr(p, "jobs") else [
+    {"kind": "evaluate", "role": p.role, "options": p.options, "samples": p.samples, "conventions": p.conventions,
+     "scores": inp.scores, "recon": inp.recon, "volumes": inp.volumes, "threshold": out.threshold,
+     "metrics": out.metrics}]
+evaluate_stored_jobs(jobs, log=log)

@@ -1,11 +1,10 @@
-"""Apply the healthy-FPR thresholds of one (model, fold, scoring) to a pathology dataset's maps."""
+"""Apply the healthy-FPR thresholds of one (model, fold, scoring) to a pathology dataset's maps (rules
+evaluate_fpr, evaluate_fpr_protocol; the per-model rules of config ``jobs.evaluate`` run these in evaluate.py)."""
 
-from brainuad.evaluation.protocol import apply_fpr_stored
-from brainuad.utils import log_to, write_tsv
+from brainuad.evaluation.protocol import evaluate_stored_jobs
+from brainuad.utils import log_to
 
 log = log_to(snakemake.log[0])
-p = snakemake.params
-rows = apply_fpr_stored(p.options, snakemake.input.scores, snakemake.input.volumes, snakemake.input.healthy,
-                        conventions=p.conventions)
-write_tsv(rows, snakemake.output[0])
-log.info("%d rows (subject x target FPR)", len(rows))
+p, inp = snakemake.params, snakemake.input
+evaluate_stored_jobs([{"kind": "fpr", "options": p.options, "conventions": p.conventions, "scores": inp.scores,
+                       "volumes": inp.volumes, "healthy": inp.healthy, "output": snakemake.output[0]}], log=log)

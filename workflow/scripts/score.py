@@ -1,11 +1,12 @@
-"""Turn stored reconstructions into anomaly maps with one scoring."""
+"""Turn stored reconstructions into anomaly maps: one scoring of one dataset (rule score) or every fold, dataset
+and scoring of one model (the per-model rules of config ``jobs.score: per_model``, params.jobs)."""
 
-import numpy as np
-
-from brainuad.scoring.stored import score_stored
+from brainuad.scoring.stored import score_stored_jobs
 from brainuad.utils import log_to
 
 log = log_to(snakemake.log[0])
-out = score_stored(snakemake.params.scoring, snakemake.input.recon, snakemake.input.volumes)
-np.savez(snakemake.output[0], **out)
-log.info("scoring %s: maps %s", snakemake.params.scoring["name"], out["maps"].shape)
+params = snakemake.params
+jobs = params.jobs if hasattr(params, "jobs") else [
+    {"scoring": params.scoring, "recon": snakemake.input.recon, "volumes": snakemake.input.volumes,
+     "output": snakemake.output[0]}]
+score_stored_jobs(jobs, log=log)

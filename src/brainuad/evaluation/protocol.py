@@ -329,3 +329,48 @@ def apply_fpr_stored(options: dict, scores_path: str | Path, volumes_path: str |
                                 erode=options["erode"], erode_mode=options.get("erode_mode", "2d"),
                                 min_component=options["min_component"], ignores=ignores,
                                 order=conv["postprocess_order"], component_rule=conv["component_rule"])
+
+
+def evaluate_stored_jobs(jobs: list[dict], log=None) -> None:
+    """Run one or more stored evaluations and write their files.
+
+    One process runs them all (config ``jobs.evaluate: per_model``: every evaluation and healthy-FPR evaluation
+    of one model), so the interpreter and the evaluation code are loaded once; every job gets exactly what a job
+    of its own computes (:func:`evaluate_stored`, :func:`apply_fpr_stored` on the same files), written the same
+    way. The evaluations run first, in the given order, then the healthy-FPR evaluations, which may read a
+    ``threshold.json`` written by an evaluation of the same call.
+
+    Parameters
+    ----------
+    jobs : list of dict
+        ``"kind": "evaluate"`` -- the ``evaluate`` rule's params ``role``, ``options``, ``samples``,
+        ``conventions``, its inputs ``scores``, ``recon``, ``volumes`` and outputs ``threshold`` (JSON summary)
+        and ``metrics`` (TSV, one row per subject); ``"kind": "fpr"`` -- the ``evaluate_fpr`` rule's params
+        ``options``, ``conventions``, inputs ``scores``, ``volumes``, ``healthy`` (the healthy evaluation's
+        threshold.json) and ``output`` (TSV, one row per subject and target FPR).
+    log : logging.Logger, optional
+
+    Raises
+    ------
+    ValueError
+        A job of another kind (names it).
+    """
+    from ..utils import write_json, write_tsv  # numpy/scipy only: no pandas, sklearn or torch in these jobs
+
+    bad = [job.get("kind") for job in jobs if job.get("kind") not in ("evaluate", "fpr")]
+    if bad:
+        raise ValueError(f"evaluation job kind {bad[0]!r}: expected 'evaluate' or 'fpr'")
+    for job in [j for j in jobs if j["kind"] == "evaluate"] + [j for j in jobs if j["kind"] == "fpr"]:
+        if job["kind"] == "evaluate":
+            summary, rows = evaluate_stored(job["role"], job["options"], job["scores"], job["recon"], job["volumes"],
+                                            samples=job["samples"], conventions=job["conventions"])
+            write_json(summary, job["threshold"])
+            write_tsv(rows, job["metrics"])
+            if log:
+                log.info("%s: summary %s", job["metrics"], summary)
+        else:
+            rows = apply_fpr_stored(job["options"], job["scores"], job["volumes"], job["healthy"],
+                                    conventions=job["conventions"])
+            write_tsv(rows, job["output"])
+            if log:
+                log.info("%s: %d rows (subject x target FPR)", job["output"], len(rows))

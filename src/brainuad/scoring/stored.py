@@ -85,3 +85,25 @@ def _score_recons(name, rec, recon_path, volumes_path, samples, params) -> np.nd
         extra = {"model_map": rec["maps"][i][None, None].astype(np.float32)} if both else {}
         maps[i] = score(name, image, recons[:, i][:, None, None].astype(np.float32), mask, **params, **extra)[0, 0]
     return maps
+
+
+def score_stored_jobs(jobs: list[dict], log=None) -> None:
+    """Score one or more stored reconstruct outputs and write one ``results/scores/...npz`` per job.
+
+    One process runs them all (config ``jobs.score: per_model``: every fold, dataset and scoring of one model),
+    so the interpreter and the scoring code are loaded once; every job gets exactly what a job of its own
+    computes (:func:`score_stored` on the same files), and the file is written the same way.
+
+    Parameters
+    ----------
+    jobs : list of dict
+        ``{"scoring", "recon", "volumes", "output"}`` per job: the ``score`` rule's ``params.scoring`` (a
+        scoring entry with ``name``), the reconstruct output and the pack it reads, and the npz to write.
+    log : logging.Logger, optional
+    """
+    for job in jobs:
+        out = score_stored(job["scoring"], job["recon"], job["volumes"])
+        Path(job["output"]).parent.mkdir(parents=True, exist_ok=True)
+        np.savez(job["output"], **out)
+        if log:
+            log.info("%s: scoring %s, maps %s", job["output"], job["scoring"]["name"], out["maps"].shape)
