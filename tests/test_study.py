@@ -749,3 +749,29 @@ def test_a_sweep_protocol_reaches_its_evaluation_files():
         files = s.sweep_inputs(sweep)
         assert files and all("/protocol-median~0/" in f for f in files)
     assert "median~0" in s.protocol_ids
+
+
+def test_preprocess_groups_plan_every_phantom_subject_and_no_real_one():
+    """jobs.preprocess: per_dataset -- the smoke cohorts (healthy 6, tumour 4, ms 3) as the phantom generator names
+    them, each subject's NIfTI and QC paths as the per-subject rule writes them; a real-data dataset gets no group
+    (its subjects are known only after its manifest job)."""
+    def change(cfg):
+        cfg["jobs"] = {"preprocess": "per_dataset"}
+        cfg["sources"]["ixi"] = {"kind": "ixi", "root": "/data/IXI"}
+        cfg["datasets"]["ixi_t2"] = {"source": "ixi", "cohort": "all", "sequence": "t2", "role": "healthy"}
+
+    s = study(change)
+    assert s.preprocess_jobs() == "per_dataset" and study().preprocess_jobs() == "per_subject"
+    groups = s.preprocess_groups()
+    assert sorted(groups) == ["healthy_t2", "ms_t2", "tumour_t2"]
+    assert list(groups["ms_t2"]) == ["ms-001", "ms-002", "ms-003"] and len(groups["healthy_t2"]) == 6
+    assert groups["tumour_t2"]["tumour-004"] == {
+        "image": "results/data/tumour_t2/nifti/tumour-004_image.nii.gz",
+        "mask": "results/data/tumour_t2/nifti/tumour-004_mask.nii.gz",
+        "seg": "results/data/tumour_t2/nifti/tumour-004_seg.nii.gz",
+        "ignore": "results/data/tumour_t2/nifti/tumour-004_ignore.nii.gz",
+        "qc": "results/data/tumour_t2/nifti/tumour-004_qc.json"}
+    from brainuad.data.phantom import subject_id
+
+    assert subject_id("ms", 3) == "ms-003"  # the generator's ids are the planned ones
+    assert Study.preprocess_group_rule("tumour_t2") == "preprocess__tumour_t2"

@@ -272,3 +272,52 @@ def test_job_excludes_an_unusable_subject_unless_strict(tmp_path):
     with pytest.raises(InputDataError):
         exclusion_job(bad, tmp_path / "strict", strict=True)
     assert not (tmp_path / "strict" / "nifti" / "sub_qc.json").exists()
+
+
+def test_dataset_job_equals_one_job_per_subject(raw, tmp_path):
+    """config jobs.preprocess: per_dataset -- one call for two subjects of a manifest writes exactly what each
+    subject's own job writes (raw files and flags from its manifest row); a planned subject missing from the
+    manifest is an error naming the manifest."""
+    from brainuad.data.manifest import manifest_frame, write_manifest
+    from brainuad.data.preprocess.exclusion import preprocess_dataset
+
+    p = raw["paths"]
+    row = dict(sequence="t1", sha256="0", age="", sex="", seg_sha256="", brain_mask="", split="",
+               registered="True", skull_stripped="True", seg_lesion_values="1,4", seg_ignore_values="2")
+    rows = [dict(row, subject="s1", image=str(p["stripped"]), seg=str(p["seg"])),
+            dict(row, subject="s2", image=str(p["head"]), seg="", skull_stripped="False", brain_mask=str(p["box"]),
+                 seg_lesion_values="", seg_ignore_values="")]
+    manifest = tmp_path / "manifest.tsv"
+    write_manifest(manifest_frame(rows), manifest)
+
+    def outputs(folder, subject):
+        out = {k: folder / f"{subject}_{k}.nii.gz" for k in ("image", "mask", "seg", "ignore")}
+        out["qc"] = folder / f"{subject}_qc.json"
+        folder.mkdir(parents=True, exist_ok=True)
+        return out
+
+    log, options = logging.getLogger("test"), pp.PreprocessOptions(**OPTIONS)
+    together = {s: outputs(tmp_path / "together", s) for s in ("s1", "s2")}
+    records = preprocess_dataset(manifest, together, options, dataset="ds", source="src", strict=True,
+                                 tmpdir=tmp_path, log=log)
+    flags = {"s1": dict(registered=True, skull_stripped=True, lesion_values="1,4", ignore_values="2"),
+             "s2": dict(registered=True, skull_stripped=False, lesion_values="", ignore_values="")}
+    for record, r in zip(records, rows):
+        s = r["subject"]
+        alone = outputs(tmp_path / "alone", s)
+        expected = preprocess_or_exclude(r["image"], alone, options, dataset="ds", subject_id=s, source="src",
+                                         strict=True, seg_path=r["seg"] or None, brain_mask_path=r["brain_mask"] or None,
+                                         tmpdir=tmp_path, log=log, **flags[s])
+        timing = lambda rec: {k: v for k, v in rec.items() if k != "seconds"}  # noqa: E731 - step timings differ
+        assert timing(record) == timing(expected)
+        assert json.loads(together[s]["qc"].read_text()) == json.loads(json.dumps(record))
+        for kind in ("image", "mask", "seg", "ignore"):
+            a, b = nib.load(str(together[s][kind])), nib.load(str(alone[kind]))
+            assert np.array_equal(a.get_fdata(), b.get_fdata()) and np.array_equal(a.affine, b.affine), (s, kind)
+    assert records[0]["subject"] == "s1" and records[1]["subject"] == "s2"
+    assert not np.array_equal(nib.load(str(together["s1"]["seg"])).get_fdata(), 0)  # s1's label went through
+
+    with pytest.raises(InputDataError, match="s3") as err:
+        preprocess_dataset(manifest, {"s3": outputs(tmp_path / "missing", "s3")}, options, dataset="ds",
+                           source="src", strict=True, log=log)
+    assert str(manifest) in str(err.value)

@@ -21,16 +21,18 @@ from brainuad.utils import dry_run_job_counts
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE_FILE = ROOT / "tests" / "smoke" / "config.yaml"
-# The smoke config with the demo's job granularity (config/config.yaml: jobs.reconstruct and jobs.train per_model),
+# The smoke config with the demo's job granularity (config/config.yaml: jobs.reconstruct and jobs.train per_model,
+# jobs.preprocess per_dataset),
 # so the rerun checks below hold for the per-model jobs; tests/slurm runs the defaults (per_dataset, per_fold).
 SMOKE = Path(tempfile.mkdtemp(prefix="brainuad-smoke-")) / "config.yaml"
 SMOKE.write_text(yaml.safe_dump({**yaml.safe_load(SMOKE_FILE.read_text()),
-                                 "jobs": {"reconstruct": "per_model", "train": "per_model"}}))
+                                 "jobs": {"reconstruct": "per_model", "train": "per_model",
+                                          "preprocess": "per_dataset"}}))
 atexit.register(shutil.rmtree, SMOKE.parent, True)
 # ... and with the demo's per-model score and evaluate jobs too (config jobs.score / jobs.evaluate: per_model)
 SMOKE_GROUPS = SMOKE.with_name("config_groups.yaml")
-SMOKE_GROUPS.write_text(yaml.safe_dump({**yaml.safe_load(SMOKE.read_text()),
-                                        "jobs": {"reconstruct": "per_model", "score": "per_model", "evaluate": "per_model"}}))
+_smoke = yaml.safe_load(SMOKE.read_text())
+SMOKE_GROUPS.write_text(yaml.safe_dump({**_smoke, "jobs": {**_smoke["jobs"], "score": "per_model", "evaluate": "per_model"}}))
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 pytestmark = pytest.mark.workflow
