@@ -155,8 +155,11 @@ def breakdown(jobs: dict[str, list[float]], startup: dict[str, float]) -> list[d
 
 
 def probe_source(script: Path) -> str:
-    """The start-up probe of one rule script: Snakemake's preamble imports + the script's imports."""
-    return PREAMBLE + script_imports(script)
+    """The start-up probe of one rule script: Snakemake's preamble imports + the script's imports, ended as
+    the script ends (:func:`brainuad.utils.exit_now` where the script calls it, else the interpreter's
+    teardown, which the probe's wall time includes)."""
+    end = "from brainuad.utils import exit_now\nexit_now()\n" if "exit_now()" in script.read_text() else ""
+    return PREAMBLE + script_imports(script) + end
 
 
 def job_env() -> dict:

@@ -9,7 +9,7 @@ from brainuad.analysis.contrast_sweep import contrast_sweep
 from brainuad.data.pack import load_pack, subject_index
 from brainuad.inference import set_attributes
 from brainuad.training import load_model, resolve_device
-from brainuad.utils import log_to, read_json
+from brainuad.utils import exit_now, log_to, read_json
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)  # the rule's threads (CPU runs: jobs in parallel, not oversubscribed)
@@ -28,3 +28,4 @@ table = pd.DataFrame(rows)
 table.to_csv(snakemake.output.tsv, sep="\t", index=False)
 np.savez(snakemake.output.hist, **hists, subjects=np.asarray(test))
 log.info("\n%s", table.to_string())
+exit_now()  # skip the interpreter's teardown of torch (brainuad.utils.exit_now)

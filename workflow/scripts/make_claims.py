@@ -5,7 +5,7 @@ from brainuad.evaluation.claims import evaluate_claims
 from brainuad.evaluation.stats import read_fold
 from brainuad.reporting.tables import METRICS, POOLED
 from brainuad.reporting.timing import read_timing
-from brainuad.utils import log_to
+from brainuad.utils import exit_now, log_to
 
 log = log_to(snakemake.log[0])
 p = snakemake.params
@@ -27,3 +27,4 @@ out = evaluate_claims(p.claims, missing_by_claim=p.missing, load=load, load_time
                       models=p.models, settings=p.settings, metrics=METRICS, pooled_metrics=POOLED)
 out.to_csv(snakemake.output[0], sep="\t", index=False)
 log.info("\n%s", out[["claim", "verdict"]].drop_duplicates().to_string(index=False))
+exit_now()  # skip the interpreter's teardown (brainuad.utils.exit_now)

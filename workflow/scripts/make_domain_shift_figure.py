@@ -4,7 +4,7 @@ model and simulated contrast level, and the entropy shift against the contrast l
 import pandas as pd
 
 from brainuad.reporting.figures import domain_shift_figure
-from brainuad.utils import log_to
+from brainuad.utils import exit_now, log_to
 
 log = log_to(snakemake.log[0])
 p = snakemake.params
@@ -14,3 +14,4 @@ table = pd.concat(tables, ignore_index=True)
 table.to_csv(snakemake.output.table, sep="\t", index=False)
 domain_shift_figure(list(snakemake.input.hist), p.labels, table, snakemake.output.figure)
 log.info("\n%s", table.to_string())
+exit_now()  # skip the interpreter's teardown (brainuad.utils.exit_now)

@@ -14,7 +14,7 @@ import pandas as pd
 from brainuad.data.manifest import MANIFEST_COLUMNS, manifest_frame, write_manifest
 from brainuad.data.sources import EXCLUSION_KEYS, scan
 from brainuad.errors import InputDataError
-from brainuad.utils import log_to
+from brainuad.utils import exit_now, log_to
 
 log = log_to(snakemake.log[0])
 settings = snakemake.params.scan
@@ -46,3 +46,4 @@ write_manifest(table, snakemake.output.manifest)
 excluded = pd.DataFrame(exclusions, columns=list(EXCLUSION_KEYS)).sort_values(["source", "subject"], kind="stable")
 excluded.to_csv(snakemake.output.exclusions, sep="\t", index=False)
 log.info("%d subjects, %d excluded", len(table), len(exclusions))
+exit_now()  # skip the interpreter's teardown (brainuad.utils.exit_now)

@@ -2,7 +2,7 @@
 
 from brainuad.reporting.example_figures import write_qualitative_figure
 from brainuad.reporting.tables import configured_rows
-from brainuad.utils import log_to
+from brainuad.utils import exit_now, log_to
 
 log = log_to(snakemake.log[0])
 p = snakemake.params
@@ -10,3 +10,4 @@ n = write_qualitative_figure(snakemake.output[0], configured_rows(p.table, p.mod
                              datasets=p.datasets, run=p.run, histogram_bins=p.histogram_bins,
                              conventions=p.conventions)
 log.info("%d qualitative panels for table %s", n, snakemake.wildcards.table)
+exit_now()  # skip the interpreter's teardown (brainuad.utils.exit_now)

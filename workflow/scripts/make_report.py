@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from brainuad.reporting.report import write_report
-from brainuad.utils import log_to
+from brainuad.utils import exit_now, log_to
 
 log = log_to(snakemake.log[0])
 i, p = snakemake.input, snakemake.params
@@ -15,3 +15,4 @@ write_report(snakemake.output[0], captions=i.captions, tables=i.tables, inferenc
              lesionwise=i.lesionwise, healthy_fpr=i.healthy_fpr, lesion_overlap=p.lesion_overlap,
              heldout=i.heldout)
 log.info("report written to %s", Path(snakemake.output[0]).resolve())
+exit_now()  # skip the interpreter's teardown (brainuad.utils.exit_now)

@@ -5,7 +5,7 @@ import numpy as np
 
 from brainuad.data.manifest import read_manifest
 from brainuad.data.splits import check_enough_subjects, healthy_splits, pathology_splits, splits_from_manifest
-from brainuad.utils import log_to, write_json
+from brainuad.utils import exit_now, log_to, write_json
 
 log = log_to(snakemake.log[0])
 table = read_manifest(snakemake.input.manifest)
@@ -37,3 +37,4 @@ else:
 splits["role"] = snakemake.params.role
 write_json(splits, snakemake.output[0])
 log.info("splits written: %s", {k: len(v) for k, v in splits.items() if isinstance(v, list)})
+exit_now()  # skip the interpreter's teardown (brainuad.utils.exit_now)

@@ -6,7 +6,7 @@ import pandas as pd
 
 from brainuad.reporting.tables import aggregate, attach_stats, backbone_note, to_latex, to_markdown, wide
 from brainuad.paths import eval_dir_lookup
-from brainuad.utils import log_to
+from brainuad.utils import exit_now, log_to
 
 log = log_to(snakemake.log[0])
 p = snakemake.params
@@ -24,3 +24,4 @@ note = backbone_note(long).strip()  # which backbone each feature-based row used
 Path(snakemake.output.md).write_text(to_markdown(table, title) + (f"\n{note}\n" if note else ""))
 Path(snakemake.output.tex).write_text(to_latex(table, title))
 log.info("\n%s", table.to_string())
+exit_now()  # skip the interpreter's teardown (brainuad.utils.exit_now)

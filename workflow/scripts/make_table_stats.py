@@ -3,7 +3,7 @@
 from brainuad.evaluation.stats import read_fold, table_stats
 from brainuad.paths import eval_dir_lookup
 from brainuad.reporting.tables import METRICS, POOLED, configured_rows
-from brainuad.utils import log_to
+from brainuad.utils import exit_now, log_to
 
 log = log_to(snakemake.log[0])
 p = snakemake.params
@@ -18,3 +18,4 @@ def load(model, run, fold, dataset, scoring, protocol="default"):
 out = table_stats(configured_rows(p.spec, p.models), load, p.folds, p.models, p.datasets, p.settings, METRICS, POOLED, default_run=p.run)
 out.to_csv(snakemake.output[0], sep="\t", index=False)
 log.info("%d cells tested: %s", len(out), out["test"].iloc[0] if len(out) else "-")
+exit_now()  # skip the interpreter's teardown (brainuad.utils.exit_now)

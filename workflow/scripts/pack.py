@@ -5,7 +5,7 @@ from pathlib import Path
 
 from brainuad.data.manifest import read_manifest
 from brainuad.data.pack import pack_dataset
-from brainuad.utils import log_to, read_json
+from brainuad.utils import exit_now, log_to, read_json
 
 log = log_to(snakemake.log[0])
 table = read_manifest(snakemake.input.manifest)
@@ -16,3 +16,4 @@ kept = table[~table["subject"].isin(excluded)]
 info = pack_dataset(kept["subject"].tolist(), Path(snakemake.output[0]).parent / "nifti", snakemake.output[0],
                     ages=kept["age"].tolist())
 log.info("packed %s", info)
+exit_now()  # skip the interpreter's teardown (brainuad.utils.exit_now)

@@ -9,7 +9,7 @@ is ``strict`` (:func:`brainuad.data.preprocess.exclusion.preprocess_or_exclude`)
 
 from brainuad.data.preprocess import PreprocessOptions
 from brainuad.data.preprocess.exclusion import preprocess_dataset, preprocess_or_exclude
-from brainuad.utils import log_to
+from brainuad.utils import exit_now, log_to
 
 log = log_to(snakemake.log[0])
 p = snakemake.params
@@ -33,3 +33,4 @@ else:
         log=log,
         **p.subject,
     )
+exit_now()  # skip the interpreter's teardown (brainuad.utils.exit_now)

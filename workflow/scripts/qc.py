@@ -2,7 +2,7 @@
 table of every subject left out (by the adapter when the manifest was built, or by the preprocess rule)."""
 
 from brainuad.data.qc import write_dataset_qc
-from brainuad.utils import log_to
+from brainuad.utils import exit_now, log_to
 
 log = log_to(snakemake.log[0])
 i, o = snakemake.input, snakemake.output
@@ -13,3 +13,4 @@ table, flagged, excluded, written = write_dataset_qc(
 log.info("%d subjects, %d flagged: %s", len(table), len(flagged), flagged)
 log.info("%d subjects excluded", len(excluded))
 log.info("figure pages %s", [str(p) for p in written])
+exit_now()  # skip the interpreter's teardown (brainuad.utils.exit_now)

@@ -5,7 +5,7 @@ import torch
 
 from brainuad.inference import reconstruct_jobs
 from brainuad.training import resolve_device
-from brainuad.utils import log_to
+from brainuad.utils import exit_now, log_to
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)  # the rule's threads (CPU runs: jobs in parallel, not oversubscribed)
@@ -15,3 +15,4 @@ jobs = params.jobs if hasattr(params, "jobs") else [
      "volumes": snakemake.input.volumes, "splits": snakemake.input.splits, "output": snakemake.output[0]}]
 reconstruct_jobs(jobs, arch=params.arch, hparams=params.hparams, settings=params.settings, seed=params.seed,
                  device=resolve_device(params.device), log=log)
+exit_now()  # skip the interpreter's teardown of torch (brainuad.utils.exit_now)

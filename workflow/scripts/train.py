@@ -4,7 +4,7 @@ per-model rules of config ``jobs.train: per_model``, params.jobs)."""
 import torch
 
 from brainuad.training.jobs import stopped, train_jobs
-from brainuad.utils import log_to
+from brainuad.utils import exit_now, log_to
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)  # the rule's threads (CPU runs: jobs in parallel, not oversubscribed)
@@ -18,3 +18,4 @@ jobs = params.jobs if hasattr(params, "jobs") else [
 message = stopped(train_jobs(jobs, arch=params.arch, hparams=params.hparams, device=params.device, log=log))
 if message:
     raise SystemExit(message)
+exit_now()  # skip the interpreter's teardown of torch (brainuad.utils.exit_now)

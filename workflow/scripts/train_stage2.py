@@ -4,7 +4,7 @@ or of every fold the run needs (the per-model rules of config ``jobs.train: per_
 import torch
 
 from brainuad.training.jobs import stopped, train_stage2_jobs
-from brainuad.utils import log_to
+from brainuad.utils import exit_now, log_to
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
@@ -17,3 +17,4 @@ message = stopped(train_stage2_jobs(jobs, arch=params.arch, hparams=params.hpara
                                     data=params.data, device=params.device, log=log))
 if message:
     raise SystemExit(message)
+exit_now()  # skip the interpreter's teardown of torch (brainuad.utils.exit_now)

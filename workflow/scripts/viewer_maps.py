@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from brainuad.evaluation.viewer_maps import export_viewer_maps
-from brainuad.utils import log_to
+from brainuad.utils import exit_now, log_to
 
 log = log_to(snakemake.log[0])
 i, p = snakemake.input, snakemake.params
@@ -11,3 +11,4 @@ rows = export_viewer_maps(snakemake.output[0], scores=i.scores, volumes=i.volume
                           qc_records={Path(q).name[: -len("_qc.json")]: q for q in i.qc}, raw_images=p.raw_images,
                           options=p.options, conventions=p.conventions, split=p.split, raw_space=p.raw_space)
 log.info("%d subjects written to %s", len(rows), snakemake.output[0])
+exit_now()  # skip the interpreter's teardown (brainuad.utils.exit_now)
