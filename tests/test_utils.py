@@ -1,4 +1,4 @@
-
+"""brainuad.utils: the end of a script job."""
 
 def test_exit_now_flushes_the_log_and_stdout_and_exits_0(tmp_path):
     """A script ending with exit_now (every workflow script) loses nothing: its log records (log_to redirects
