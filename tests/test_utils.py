@@ -1,5 +1,6 @@
 """brainuad.utils: the end of a script job."""
 
+
 def test_exit_now_flushes_the_log_and_stdout_and_exits_0(tmp_path):
     """A script ending with exit_now (every workflow script) loses nothing: its log records (log_to redirects
     stderr into the log file) and buffered stdout reach their files, the exit status is 0, and nothing after
