@@ -820,8 +820,9 @@ class Study:
         default) or ``per_model`` (one job per training set, model and run for all its folds and datasets)."""
         return (self.config.get("jobs") or {}).get("reconstruct", "per_dataset")
 
-    def recon_files(self) -> list[str]:
-        """Every reconstruct output the run's targets read (tables, sweeps, claims, figures, report)."""
+    def _table_sweep_figure_claim_files(self) -> list[str]:
+        """Input files of the tables, model and scoring sweeps, qualitative figures and claims (any kind of path:
+        metrics, thresholds, scores, reconstructions)."""
         files = []
         for table in self.tables:
             files += self.table_metric_files(table)
@@ -829,7 +830,11 @@ class Study:
             files += self.sweep_inputs(sweep)
         for table in self.qualitative:
             files += self.qualitative_inputs(table)
-        files += self.claims_inputs() + [job["file"] for job in self.inference_time_jobs()]
+        return files + self.claims_inputs()
+
+    def recon_files(self) -> list[str]:
+        """Every reconstruct output the run's targets read (tables, sweeps, claims, figures, report)."""
+        files = self._table_sweep_figure_claim_files() + [job["file"] for job in self.inference_time_jobs()]
         files += [entry["recon"] for entry in self.p81_entries()]
         files += [self.mhd_figure_inputs().get("recon")]
         recons = set()
@@ -994,16 +999,9 @@ class Study:
     def _read_eval_files(self) -> list[str]:
         """Every score, evaluation and viewer-map file the run's targets read (tables, sweeps, claims, qualitative
         and MHD figures, healthy-FPR and lesion-wise tables, P8.1 analyses, viewer maps; paths of any kind)."""
-        files = []
-        for table in self.tables:
-            files += self.table_metric_files(table)
-        for sweep in self.all_sweeps:
-            files += self.sweep_inputs(sweep)
-        for table in self.qualitative:
-            files += self.qualitative_inputs(table)
+        files = self._table_sweep_figure_claim_files() + [entry["metrics"] for entry in self.p81_entries()]
         for table in self.healthy_fpr_tables():
             files += self.fpr_files(table)
-        files += self.claims_inputs() + [entry["metrics"] for entry in self.p81_entries()]
         files += list(self.mhd_figure_inputs().values()) + self.viewer_map_dirs()
         return files
 

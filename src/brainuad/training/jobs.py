@@ -60,13 +60,20 @@ def train_jobs(jobs: list[dict], *, arch: str, hparams: dict, device: str = "aut
         fold_hparams.setdefault("image_size", list(train.shape[-model_class(arch).input_dims:]))
         if job.get("encoder"):
             fold_hparams["pretrained_encoder"] = str(job["encoder"])
-        result = fit(arch, fold_hparams, train, val, TrainSettings(**settings), out_model=job["model"],
-                     out_log=job["log"], workdir=job["workdir"], device=device)
-        _report(log, f"training {job['model']}", result)
-        results.append({**result, "workdir": str(job["workdir"])})
-        if result["status"] != "done":
+        results.append(_fit_fold(arch, fold_hparams, train, val, settings, job, device, log))
+        if results[-1]["status"] != "done":
             break
     return results
+
+
+def _fit_fold(arch: str, hparams: dict, train, val, settings: dict, job: dict, device: str,
+              log: logging.Logger | None) -> dict:
+    """:func:`brainuad.training.fit` of one fold into the job's ``model``, ``log`` and ``workdir``, reported to
+    ``log``; the result with ``workdir``."""
+    result = fit(arch, hparams, train, val, TrainSettings(**settings), out_model=job["model"], out_log=job["log"],
+                 workdir=job["workdir"], device=device)
+    _report(log, f"training {job['model']}", result)
+    return {**result, "workdir": str(job["workdir"])}
 
 
 def train_stage2_jobs(jobs: list[dict], *, arch: str, hparams: dict, stage1: dict, data: dict, device: str = "auto",
@@ -99,11 +106,8 @@ def train_stage2_jobs(jobs: list[dict], *, arch: str, hparams: dict, stage1: dic
         if log:
             log.info("Stage II %s fold %s on %s data (%s): %d training / %d validation volumes", arch, job["fold"],
                      data["kind"], data.get("dataset"), len(train), len(val))
-        result = fit(arch, fold_hparams, train, val, TrainSettings(**job["settings"]), out_model=job["model"],
-                     out_log=job["log"], workdir=job["workdir"], device=device)
-        _report(log, f"training {job['model']}", result)
-        results.append({**result, "workdir": str(job["workdir"])})
-        if result["status"] != "done":
+        results.append(_fit_fold(arch, fold_hparams, train, val, job["settings"], job, device, log))
+        if results[-1]["status"] != "done":
             break
     return results
 
