@@ -281,7 +281,7 @@ def test_recon_groups_cover_every_planned_reconstruction_once():
     assert [(j["fold"], j["dataset"]) for j in jobs] == [(0, "tumour_t2"), (1, "tumour_t2")]
     assert jobs[1]["model_file"] == "results/models/healthy_t2/anoddpm/default/fold-1/model.pt"
     assert all(j["model_file"] is None for j in groups[("healthy_t2", "thresh", "default")])
-    assert study().recon_group_rule("healthy_t2", "cddpm", "t_test~250") == "reconstruct__healthy_t2__cddpm__t_test_250"
+    assert study().group_rule("reconstruct", "healthy_t2", "cddpm", "t_test~250") == "reconstruct__healthy_t2__cddpm__t_test_250"
 
 
 def test_train_groups_cover_every_planned_model_file_once():
@@ -316,7 +316,7 @@ def test_train_groups_cover_every_planned_model_file_once():
     sadm = groups[("train_stage2", "healthy_t2", "sadm_tumour", "default")]
     assert [j["stage1"] for j in sadm] == [f"results/models/healthy_t2/cddpm_ssl/default/fold-{f}/model.pt" for f in (0, 1)]
     assert sadm[0]["volumes"] == "results/data/tumour_t2/volumes.npz"  # its labelled training data
-    assert s.train_group_rule("train", "healthy_t2", "ae", "latent~4") == "train__healthy_t2__ae__latent_4"
+    assert s.group_rule("train", "healthy_t2", "ae", "latent~4") == "train__healthy_t2__ae__latent_4"
 
 
 def test_train_groups_share_an_encoder_and_add_the_models_only_an_analysis_reads():
@@ -774,4 +774,4 @@ def test_preprocess_groups_plan_every_phantom_subject_and_no_real_one():
     from brainuad.data.phantom import subject_id
 
     assert subject_id("ms", 3) == "ms-003"  # the generator's ids are the planned ones
-    assert Study.preprocess_group_rule("tumour_t2") == "preprocess__tumour_t2"
+    assert Study.group_rule("preprocess", "tumour_t2") == "preprocess__tumour_t2"

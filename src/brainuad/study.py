@@ -846,12 +846,6 @@ class Study:
             recons.add(paths.fill(paths.RECON, **{k: key[k] for k in ("trainset", "model", "run", "fold", "dataset")}))
         return sorted(recons)
 
-    @staticmethod
-    def recon_group_rule(trainset: str, model: str, run: str) -> str:
-        """Name of the per-model reconstruct rule (``jobs.reconstruct: per_model``) of one model and run, a
-        Python identifier: ``reconstruct__<trainset>__<model>__<run>`` (``t_test~250`` -> ``t_test_250``)."""
-        return "reconstruct__" + "__".join(re.sub(r"\W", "_", part) for part in (trainset, model, run))
-
     def recon_groups(self) -> dict[tuple[str, str, str], list[dict]]:
         """The reconstruct outputs of :meth:`recon_files`, grouped as the ``per_model`` jobs run them.
 
@@ -877,11 +871,6 @@ class Study:
         """``jobs.preprocess``: ``per_subject`` (one preprocess job per subject, the default) or ``per_dataset``
         (one job per phantom dataset for all its subjects; other sources stay per subject)."""
         return (self.config.get("jobs") or {}).get("preprocess", "per_subject")
-
-    @staticmethod
-    def preprocess_group_rule(dataset: str) -> str:
-        """Name of the per-dataset preprocess rule (``jobs.preprocess: per_dataset``): ``preprocess__<dataset>``."""
-        return "preprocess__" + re.sub(r"\W", "_", dataset)
 
     def preprocess_groups(self) -> dict[str, dict[str, dict[str, str]]]:
         """The per-subject preprocess outputs of every phantom dataset, grouped as the ``per_dataset`` jobs
@@ -926,13 +915,6 @@ class Study:
             if self.is_stage2(key["model"]):
                 files.add(self.stage2_inputs(key["trainset"], key["model"], key["run"], key["fold"])["stage1"])
         return sorted(files)
-
-    @staticmethod
-    def train_group_rule(rule: str, trainset: str, model: str, run: str) -> str:
-        """Name of a per-model training rule (``jobs.train: per_model``) of one model and run, a Python
-        identifier: ``<rule>__<trainset>__<model>__<run>``, ``rule`` one of ``train``, ``train_stage2``,
-        ``pretrain_encoder`` (``latent~4`` -> ``latent_4``)."""
-        return rule + "__" + "__".join(re.sub(r"\W", "_", part) for part in (trainset, model, run))
 
     def train_groups(self, rule: str | None = None) -> dict[tuple[str, str, str, str], list[dict]]:
         """The model files of :meth:`model_files` (and the encoders their training reads), grouped as the
@@ -991,10 +973,11 @@ class Study:
         return (self.config.get("jobs") or {}).get("evaluate", "per_scoring")
 
     @staticmethod
-    def group_rule(stage: str, trainset: str, model: str, run: str) -> str:
-        """Name of the per-model rule of ``stage`` (``score`` or ``evaluate``) of one model and run, a Python
-        identifier: ``<stage>__<trainset>__<model>__<run>`` (``t_test~250`` -> ``t_test_250``)."""
-        return f"{stage}__" + "__".join(re.sub(r"\W", "_", part) for part in (trainset, model, run))
+    def group_rule(stage: str, *parts: str) -> str:
+        """Name of a coarse rule of config ``jobs`` (a Python identifier): ``<stage>__<part>__...``, e.g.
+        ``reconstruct__<trainset>__<model>__<run>`` (``t_test~250`` -> ``t_test_250``) or
+        ``preprocess__<dataset>``."""
+        return f"{stage}__" + "__".join(re.sub(r"\W", "_", part) for part in parts)
 
     def _read_eval_files(self) -> list[str]:
         """Every score, evaluation and viewer-map file the run's targets read (tables, sweeps, claims, qualitative

@@ -75,7 +75,7 @@ if STUDY.preprocess_jobs() == "per_dataset":
 
         rule:
             name:
-                STUDY.preprocess_group_rule(_dataset)
+                STUDY.group_rule("preprocess", _dataset)
             input:
                 raw=STUDY.raw_dir(_dataset),
                 manifest=paths.fill(paths.MANIFEST, dataset=_dataset),
@@ -100,7 +100,7 @@ if STUDY.preprocess_jobs() == "per_dataset":
             script:
                 "../scripts/preprocess.py"
 
-        _preprocess_groups.append(STUDY.preprocess_group_rule(_dataset))
+        _preprocess_groups.append(STUDY.group_rule("preprocess", _dataset))
 
     if _preprocess_groups:
         workflow.ruleorder(*_preprocess_groups, "preprocess")

@@ -41,7 +41,7 @@ else:
 
         rule:
             name:
-                STUDY.recon_group_rule(_trainset, _model, _run)
+                STUDY.group_rule("reconstruct", _trainset, _model, _run)
             input:
                 models=sorted({j["model_file"] for j in _jobs if j["model_file"]}),
                 volumes=sorted({j["volumes"] for j in _jobs}),

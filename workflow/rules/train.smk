@@ -109,7 +109,7 @@ if STUDY.train_jobs() == "per_model":
 
         rule:
             name:
-                STUDY.train_group_rule(_rule, _trainset, _model, _run)
+                STUDY.group_rule(_rule, _trainset, _model, _run)
             input:
                 volumes=sorted({j["volumes"] for j in _jobs}),
                 splits=sorted({j["splits"] for j in _jobs}),
@@ -135,13 +135,13 @@ if STUDY.train_jobs() == "per_model":
             script:
                 "../scripts/pretrain_encoder.py"
 
-        _per_model[_rule].append(STUDY.train_group_rule(_rule, _trainset, _model, _run))
+        _per_model[_rule].append(STUDY.group_rule(_rule, _trainset, _model, _run))
 
     for (_rule, _trainset, _model, _run), _jobs in STUDY.train_groups("train").items():
 
         rule:
             name:
-                STUDY.train_group_rule(_rule, _trainset, _model, _run)
+                STUDY.group_rule(_rule, _trainset, _model, _run)
             input:
                 encoders=sorted({j["encoder"] for j in _jobs if j["encoder"]}),
                 volumes=sorted({j["volumes"] for j in _jobs}),
@@ -168,13 +168,13 @@ if STUDY.train_jobs() == "per_model":
             script:
                 "../scripts/train.py"
 
-        _per_model[_rule].append(STUDY.train_group_rule(_rule, _trainset, _model, _run))
+        _per_model[_rule].append(STUDY.group_rule(_rule, _trainset, _model, _run))
 
     for (_rule, _trainset, _model, _run), _jobs in STUDY.train_groups("train_stage2").items():
 
         rule:
             name:
-                STUDY.train_group_rule(_rule, _trainset, _model, _run)
+                STUDY.group_rule(_rule, _trainset, _model, _run)
             input:
                 stage1=[j["stage1"] for j in _jobs],
                 volumes=sorted({j["volumes"] for j in _jobs}),
@@ -203,7 +203,7 @@ if STUDY.train_jobs() == "per_model":
             script:
                 "../scripts/train_stage2.py"
 
-        _per_model[_rule].append(STUDY.train_group_rule(_rule, _trainset, _model, _run))
+        _per_model[_rule].append(STUDY.group_rule(_rule, _trainset, _model, _run))
 
     # a file of a per-model rule comes from that rule; the per-fold rule makes only files outside every group
     for _rule, _names in _per_model.items():
