@@ -28,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_gpu import synthetic_volumes  # noqa: E402
 
+from brainuad.evaluation.lpips import write_random_weights  # noqa: E402
 from brainuad.inference import hardware_name, run_model  # noqa: E402
 from brainuad.scoring import score  # noqa: E402
 from brainuad.training import TrainSettings, fit, load_model, resolve_device  # noqa: E402
@@ -51,23 +52,6 @@ STAGE_KEY = {"phanes": "ra_steps", "fanogan": "gan_steps"}
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def lpips_file(folder: Path) -> Path:
-    """A VGG16 + LPIPS-calibration weights file with random weights (the scoring's cost, not its values)."""
-    g = torch.Generator().manual_seed(0)
-    convs = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
-    shapes = [(64, 3), (64, 64), (128, 64), (128, 128), (256, 128), (256, 256), (256, 256), (512, 256),
-              (512, 512), (512, 512), (512, 512), (512, 512), (512, 512)]
-    state = {}
-    for i, (cout, cin) in zip(convs, shapes):
-        state[f"features.{i}.weight"] = torch.randn(cout, cin, 3, 3, generator=g) * (2 / (9 * cin)) ** 0.5
-        state[f"features.{i}.bias"] = torch.zeros(cout)
-    for k, c in enumerate([64, 128, 256, 512, 512]):
-        state[f"lin{k}.model.1.weight"] = torch.rand(1, c, 1, 1, generator=g)
-    path = folder / "lpips_vgg16.pth"
-    torch.save(state, path)
-    return path
 
 
 def train_rates(arch: str, hparams: dict, vols, steps: int, batch: int, device, tmp: str) -> tuple[list[float], str]:
@@ -121,7 +105,7 @@ def _bench(arch: str):
         else:
             path = Path(tmp) / "lpips_vgg16.pth"
             if not path.exists():
-                lpips_file(Path(tmp))
+                write_random_weights(path)
             scorings = [("l1_lpips", {"backbone": {"kind": "imagenet", "arch": "vgg16", "weights": str(path)}})]
             note = "score l1_lpips (VGG16, random weights)"
         cell = " / ".join(f"{r:.3f}" for r in rates)
@@ -155,7 +139,8 @@ def main(argv=None) -> None:
     print(f"# {hardware_name(device)}; volumes {d}x{h}x{w}; {'demo' if args.demo else 'thesis'} sizes; batch "
           f"{args.batch}; {args.steps} timed steps per stage")
     with tempfile.TemporaryDirectory() as tmp:
-        lp = {"backbone": {"kind": "imagenet", "arch": "vgg16", "weights": str(lpips_file(Path(tmp)))}}
+        weights = write_random_weights(Path(tmp) / "lpips_vgg16.pth")
+        lp = {"backbone": {"kind": "imagenet", "arch": "vgg16", "weights": str(weights)}}
         scorings = {"ae": [("l1", {})], "ra": [("l1_lpips", lp)], "phanes": [("l1_lpips", lp)],
                     "fanogan": [("l1", {})]}
         rows = {}

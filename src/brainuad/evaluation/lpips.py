@@ -27,6 +27,8 @@ from ..models.backbones import vgg16_layers
 
 _SHIFT = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
 _SCALE = torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
+#: channels of the five VGG16 stages LPIPS compares (one linear calibration layer each)
+LPIPS_CHANNELS = (64, 128, 256, 512, 512)
 
 
 class LPIPS(nn.Module):
@@ -38,8 +40,7 @@ class LPIPS(nn.Module):
         if not path.is_file():
             raise FileNotFoundError(f"evaluation.lpips_weights: {path} does not exist")
         self.features, self.taps = vgg16_layers()  # shared with the feature backbones
-        channels = [64, 128, 256, 512, 512]
-        self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in channels)
+        self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in LPIPS_CHANNELS)
         state = torch.load(path, map_location="cpu", weights_only=True)
         feats = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
         lins = {}
@@ -71,6 +72,38 @@ class LPIPS(nn.Module):
 
         fa, fb = self._feats(prep(a)), self._feats(prep(b))
         return sum(lin((x - y).pow(2)).mean((1, 2, 3)) for lin, x, y in zip(self.lins, fa, fb))
+
+
+def write_random_weights(path: str | Path, seed: int = 0) -> Path:
+    """Write a weights file in the layout :class:`LPIPS` reads, with seeded random weights.
+
+    For tests and benchmarks that need a loadable file (its shapes and cost, not LPIPS' values): VGG16
+    convolutions He-initialised with zero biases, in ``features`` order, then the five calibration layers
+    drawn from U[0, 1). Nothing is downloaded.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.pth`` file to write.
+    seed : int
+        Seed of the ``torch.Generator`` that draws every weight.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    g = torch.Generator().manual_seed(int(seed))
+    state = {}
+    for i, layer in enumerate(vgg16_layers()[0]):
+        if isinstance(layer, nn.Conv2d):
+            cout, cin = layer.out_channels, layer.in_channels
+            state[f"features.{i}.weight"] = torch.randn(cout, cin, 3, 3, generator=g) * (2 / (9 * cin)) ** 0.5
+            state[f"features.{i}.bias"] = torch.zeros(cout)
+    for k, c in enumerate(LPIPS_CHANNELS):
+        state[f"lin{k}.model.1.weight"] = torch.rand(1, c, 1, 1, generator=g)
+    torch.save(state, path)
+    return Path(path)
 
 
 def lpips_volume(metric: LPIPS, image: np.ndarray, recon: np.ndarray, mask: np.ndarray, batch: int = 32) -> float:
